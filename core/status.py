@@ -1,0 +1,159 @@
+"""`python -m core status`: the lock, row counts against expected, and database health.
+
+Built only from the reading connection, so what it reports is what the dashboard sees.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import text
+
+from core import config, db, migrate
+from core.errors import IncaError
+from core.loader import live_counts
+from core.lock import BROKEN, INTACT, UNLOADED, read_lock
+
+EXPECTED_TABLES = ("insurer", "product", "product_variant", "document", "coverage_canonical", "coverage_instance",
+                   "evidence_ref", "amount_fact", "audit_runs")
+
+
+@dataclass
+class StatusReport:
+    reachable: bool
+    problems: list[str] = field(default_factory=list)
+    database: dict[str, Any] = field(default_factory=dict)
+    lock: dict[str, Any] = field(default_factory=dict)
+    counts: list[dict[str, Any]] = field(default_factory=list)
+    backups: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def lock_state(self) -> str:
+        return str(self.lock.get("state", "UNKNOWN"))
+
+    @property
+    def ok(self) -> bool:
+        """Monitoring contract: reachable and the lock intact (backups count only with --strict)."""
+        return self.reachable and self.lock_state == INTACT
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"ok": self.ok, "reachable": self.reachable, "problems": self.problems, "database": self.database,
+                "lock": self.lock, "counts": self.counts, "backups": self.backups}
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), ensure_ascii=False, indent=2, default=str)
+
+
+def _expected_counts(recorded: dict[str, int] | None) -> dict[str, int]:
+    if recorded:
+        return recorded
+    manifest = config.dataset_dir() / "manifest.json"
+    try:
+        return dict(json.loads(manifest.read_text(encoding="utf-8"))["expected_counts"])
+    except (OSError, ValueError, KeyError):
+        return {}
+
+
+def collect(fresh: bool = True, include_backups: bool = True) -> StatusReport:
+    """Everything an operator needs; never raises for a user-caused failure, it reports it."""
+    try:
+        conns = db.connections()
+    except IncaError as error:
+        return StatusReport(reachable=False, problems=[str(error)], lock={"state": "UNKNOWN"})
+    report = StatusReport(reachable=False)
+    report.database = {"url": config.mask(conns.reader), "embedded": conns.embedded}
+    try:
+        with db.read() as conn:
+            info = conn.execute(
+                text(
+                    """
+                    SELECT current_setting('server_version'),
+                           (SELECT extversion FROM pg_extension WHERE extname = 'vector'),
+                           current_setting('transaction_read_only'), current_user,
+                           NOT EXISTS (
+                               SELECT 1 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+                               WHERE n.nspname = 'public' AND c.relkind = 'r'
+                                 AND (has_table_privilege(c.oid, 'INSERT') OR has_table_privilege(c.oid, 'UPDATE')
+                                      OR has_table_privilege(c.oid, 'DELETE') OR has_table_privilege(c.oid, 'TRUNCATE')))
+                    """
+                )
+            ).one()
+            report.reachable = True
+            report.database.update(server_version=info[0], pgvector_version=info[1], reader_role=info[3],
+                                   read_only_transaction=info[2] == "on", reader_select_only=bool(info[4]))
+            report.database["schema_version"] = migrate.applied_version(conn)
+            report.database["schema_latest"] = migrate.latest_version()
+            if report.database["schema_version"] == 0:
+                report.problems.append("the database has no inca schema yet: run `python -m core load`")
+                report.lock = {"state": UNLOADED, "reason": "no schema"}
+                return report
+            lock = read_lock(conn, fresh=fresh)
+            report.lock = lock.to_dict()
+            recorded = conn.execute(
+                text("SELECT counts FROM audit_runs WHERE kind = 'load' ORDER BY recorded_at DESC LIMIT 1")
+            ).scalar()
+            expected = _expected_counts(recorded)
+            for table, live in live_counts(conn).items():
+                want = expected.get(table)
+                report.counts.append({"table": table, "live": live, "expected": want,
+                                      "matches": want is None or want == live})
+    except IncaError as error:
+        report.problems.append(str(error))
+        report.lock = report.lock or {"state": "UNKNOWN"}
+        return report
+    if not report.database.get("read_only_transaction"):
+        report.problems.append("the reading connection is not read-only: see docs/deployment.md (reader role)")
+    if not report.database.get("reader_select_only"):
+        report.problems.append("the reading role can write some table: connect DATABASE_URL with the SELECT-only role")
+    if report.lock_state == BROKEN:
+        report.problems.append(f"lock BROKEN: {report.lock['reason']}")
+    elif report.lock_state == UNLOADED:
+        report.problems.append(report.lock["reason"])
+    for row in report.counts:
+        if not row["matches"]:
+            report.problems.append(f"{row['table']}: {row['live']} rows, {row['expected']} expected")
+    if include_backups:
+        report.backups = _backup_health()
+    return report
+
+
+def _backup_health() -> dict[str, Any]:
+    """Filled in by core.backup (issue 5); absent module means backups are not set up yet."""
+    try:
+        from core import backup
+    except ImportError:
+        return {"state": "UNKNOWN", "reason": "backups are not implemented yet"}
+    return backup.health().to_dict()
+
+
+def render_text(report: StatusReport) -> str:
+    """The human form of the report (what `python -m core status` prints)."""
+    lines = []
+    lock = report.lock
+    lines.append(f"lock:      {report.lock_state}  ({lock.get('reason', '')})")
+    if lock.get("audit_run_id"):
+        lines.append(f"audit:     {lock['audit_status']}  run {lock['audit_run_id']}  loaded {lock['loaded_at']}")
+        lines.append(f"freeze:    {lock['freeze_tag']}  commit {lock['git_commit']}")
+        lines.append(f"recorded:  {lock['recorded_fingerprint']}")
+        lines.append(f"live:      {lock['live_fingerprint']}  (verified {lock['verified_at']}, "
+                     f"{lock['verify_seconds']} s)")
+    database = report.database
+    lines.append(f"database:  {'reachable' if report.reachable else 'UNREACHABLE'}  {database.get('url', '')}")
+    if report.reachable:
+        lines.append(f"           PostgreSQL {database.get('server_version')}, pgvector {database.get('pgvector_version')}, "
+                     f"schema v{database.get('schema_version')}/{database.get('schema_latest')}, "
+                     f"reader {database.get('reader_role')} read-only={database.get('read_only_transaction')} "
+                     f"select-only={database.get('reader_select_only')}")
+    if report.counts:
+        lines.append("rows:      table                         live   expected")
+        for row in report.counts:
+            mark = "" if row["matches"] else "   <- MISMATCH"
+            expected = "-" if row["expected"] is None else row["expected"]
+            lines.append(f"           {row['table']:<28}{row['live']:>6}   {expected:>8}{mark}")
+    if report.backups:
+        lines.append(f"backups:   {report.backups.get('state')}  {report.backups.get('reason', '')}")
+    for problem in report.problems:
+        lines.append(f"problem:   {problem}")
+    return "\n".join(lines)
