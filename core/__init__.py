@@ -1,0 +1,68 @@
+"""inca-rag-scope core: read-only queries over the locked coverage amounts.
+
+The public API (a contract for the dashboard, the HTTP API and notebooks):
+
+    import core
+    core.catalog.products()                      # what can be compared
+    cmp = core.compare(["samsung", "kb_health_v1"], ["A4200_1", "A4101"])
+    cmp.to_frame(); cmp.to_long_frame(); cmp.explanations(); cmp.audit
+    core.status()                                # lock, counts, database (and backup) health
+
+Amounts are `value_text` exactly as printed: never parsed, sorted, ranked or summed.
+"""
+
+from __future__ import annotations
+
+from core import catalog, explain, forbidden_language
+from core.comparison import (
+    CONFIRMED,
+    NOT_AVAILABLE,
+    UNCONFIRMED,
+    AuditLineage,
+    Cell,
+    Comparison,
+    Evidence,
+    Explanation,
+    Instance,
+    compare,
+)
+from core.errors import (
+    AuditFailed,
+    ConfigError,
+    DatabaseUnavailable,
+    DatasetError,
+    IncaError,
+    SchemaMissing,
+    SelectionError,
+)
+from core.forbidden_language import ForbiddenLanguageError, find_violations, validate_text
+from core.status import StatusReport
+from core.status import collect as status
+
+__all__ = [
+    "CONFIRMED",
+    "NOT_AVAILABLE",
+    "UNCONFIRMED",
+    "AuditFailed",
+    "AuditLineage",
+    "Cell",
+    "Comparison",
+    "ConfigError",
+    "DatabaseUnavailable",
+    "DatasetError",
+    "Evidence",
+    "Explanation",
+    "ForbiddenLanguageError",
+    "IncaError",
+    "Instance",
+    "SchemaMissing",
+    "SelectionError",
+    "StatusReport",
+    "catalog",
+    "compare",
+    "explain",
+    "find_violations",
+    "forbidden_language",
+    "status",
+    "validate_text",
+]

@@ -1,0 +1,172 @@
+"""What can be compared: insurers, products (with variants), canonical coverages and raw names.
+
+Read-only and small; the dashboard caches these, notebooks call them directly.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date
+
+import pandas as pd
+from sqlalchemy import text
+
+from core import db
+
+# Code family -> category, longest prefix first. The families follow the 신정원 unified codes.
+CATEGORIES: tuple[tuple[str, str], ...] = (
+    ("A41", "뇌·심장 진단"),
+    ("A42", "암 진단"),
+    ("A43", "골절·화상 진단"),
+    ("A1", "사망"),
+    ("A3", "후유장해"),
+    ("A5", "수술"),
+    ("A6", "입원"),
+    ("A9", "치료"),
+)
+OTHER_CATEGORY = "기타"
+CATEGORY_ORDER: tuple[str, ...] = ("사망", "후유장해", "뇌·심장 진단", "암 진단", "골절·화상 진단", "수술", "입원", "치료",
+                                   OTHER_CATEGORY)
+
+
+def category_of(code: str) -> str:
+    for prefix, category in CATEGORIES:
+        if code.startswith(prefix):
+            return category
+    return OTHER_CATEGORY
+
+
+@dataclass(frozen=True)
+class Insurer:
+    key: str
+    name: str
+    name_en: str | None
+    insurer_type: str
+    mapping_code: str | None
+
+
+@dataclass(frozen=True)
+class Variant:
+    key: str
+    name: str
+
+
+@dataclass(frozen=True)
+class Product:
+    key: str
+    name: str
+    insurer_key: str
+    insurer_name: str
+    product_code: str | None
+    version: str | None
+    effective_date: date | None
+    variants: tuple[Variant, ...]
+    #: column heading: the insurer's name, or insurer + product when the insurer has several
+    label: str
+
+
+@dataclass(frozen=True)
+class Coverage:
+    code: str
+    name: str
+    category: str
+    other_names: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class RawName:
+    coverage_code: str
+    insurer_key: str
+    insurer_name: str
+    product_key: str
+    raw_name: str
+    status: str
+    value_text: str | None
+
+
+def insurers() -> list[Insurer]:
+    with db.read() as conn:
+        rows = conn.execute(
+            text("SELECT insurer_key, name_ko, name_en, insurer_type, mapping_code FROM insurer ORDER BY insurer_key")
+        ).all()
+    return [Insurer(*row) for row in rows]
+
+
+def products() -> list[Product]:
+    """Every product with its variants, ordered by insurer key then product key."""
+    with db.read() as conn:
+        rows = conn.execute(
+            text(
+                """
+                SELECT p.product_key, p.product_name, i.insurer_key, i.name_ko, p.product_code, p.version,
+                       p.effective_date,
+                       coalesce(array_agg(v.variant_key ORDER BY v.variant_key) FILTER (WHERE v.variant_id IS NOT NULL),
+                                '{}'),
+                       coalesce(array_agg(v.variant_name ORDER BY v.variant_key) FILTER (WHERE v.variant_id IS NOT NULL),
+                                '{}'),
+                       count(*) OVER (PARTITION BY i.insurer_id)
+                FROM product p
+                JOIN insurer i ON i.insurer_id = p.insurer_id
+                LEFT JOIN product_variant v ON v.product_id = p.product_id
+                GROUP BY p.product_id, i.insurer_id
+                ORDER BY i.insurer_key, p.product_key
+                """
+            )
+        ).all()
+    found = []
+    for key, name, insurer_key, insurer_name, code, version, effective, variant_keys, variant_names, siblings in rows:
+        label = insurer_name if siblings == 1 else f"{insurer_name} {name}"
+        variants = tuple(Variant(k, n) for k, n in zip(variant_keys, variant_names, strict=True))
+        found.append(Product(key, name, insurer_key, insurer_name, code, version, effective, variants, label))
+    return found
+
+
+def coverages() -> list[Coverage]:
+    """Every canonical coverage, in code order."""
+    with db.read() as conn:
+        rows = conn.execute(
+            text("SELECT coverage_code, canonical_name, other_names FROM coverage_canonical ORDER BY coverage_code")
+        ).all()
+    return [Coverage(code, name, category_of(code), tuple(others)) for code, name, others in rows]
+
+
+def raw_names(code: str | None = None) -> list[RawName]:
+    """Each insurer's own names (and stored status) for `code`, or for every code when None."""
+    with db.read() as conn:
+        rows = conn.execute(
+            text(
+                """
+                SELECT ci.coverage_code, i.insurer_key, i.name_ko, p.product_key, ci.coverage_name_raw,
+                       af.status, af.value_text
+                FROM coverage_instance ci
+                JOIN insurer i ON i.insurer_id = ci.insurer_id
+                JOIN product p ON p.product_id = ci.product_id
+                JOIN amount_fact af ON af.instance_id = ci.instance_id
+                WHERE ci.coverage_code IS NOT NULL AND (CAST(:code AS text) IS NULL OR ci.coverage_code = :code)
+                ORDER BY ci.coverage_code, i.insurer_key, ci.coverage_name_raw
+                """
+            ),
+            {"code": code},
+        ).all()
+    return [RawName(*row) for row in rows]
+
+
+def coverage_table() -> pd.DataFrame:
+    """One row per (canonical coverage, insurer raw name): the catalog page and notebooks use it."""
+    with db.read() as conn:
+        rows = conn.execute(
+            text(
+                """
+                SELECT c.coverage_code, c.canonical_name, i.name_ko, ci.coverage_name_raw, af.status, af.value_text
+                FROM coverage_canonical c
+                LEFT JOIN coverage_instance ci ON ci.coverage_code = c.coverage_code
+                LEFT JOIN insurer i ON i.insurer_id = ci.insurer_id
+                LEFT JOIN amount_fact af ON af.instance_id = ci.instance_id
+                ORDER BY c.coverage_code, i.insurer_key, ci.coverage_name_raw
+                """
+            )
+        ).all()
+    frame = pd.DataFrame(rows, columns=["coverage_code", "canonical_name", "insurer", "coverage_name_raw", "status",
+                                        "value_text"])
+    frame.insert(2, "category", frame["coverage_code"].map(category_of))
+    return frame

@@ -1,0 +1,330 @@
+"""`compare(products, coverage_codes)`: amounts side by side, exactly as printed, with evidence.
+
+The contract (see docs/api.md):
+- columns are products in the order given; rows are coverages in the order given (code order
+  when every code is asked for). Nothing is ever ordered, ranked, summed or coloured by amount:
+  `value_text` is an opaque string from the proposal.
+- a cell holds every coverage instance the product has under the code (several raw coverages
+  are all shown); a product without the code is NOT_AVAILABLE, a status that is never stored.
+- everything is fetched in one round trip, whatever the number of cells.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import re
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import pandas as pd
+from sqlalchemy import text
+
+from core import catalog, db, explain
+from core.errors import SelectionError
+from core.lock import read_lock
+
+CONFIRMED, UNCONFIRMED, NOT_AVAILABLE = "CONFIRMED", "UNCONFIRMED", "NOT_AVAILABLE"
+#: several raw coverages of one product under one code whose statuses differ (each keeps its own)
+MIXED = "MIXED"
+STATUS_LABELS = {CONFIRMED: "확인", UNCONFIRMED: "금액 미기재", NOT_AVAILABLE: "해당 담보 없음", MIXED: "복수 담보"}
+UNCONFIRMED_TEXT = "금액 미기재"
+NOT_AVAILABLE_TEXT = "해당 담보 없음"
+#: limits that keep one request bounded (the API and dashboard refuse more)
+MAX_PRODUCTS = 50
+MAX_CODES = 500
+_CODE_FORMAT = re.compile(r"^[A-Z]\d{4}(_\d+)?$")
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """One original snippet (원문): shown verbatim, never edited or checked for language."""
+
+    doc_type: str
+    page: int | None
+    snippet: str
+    source_file: str | None = None
+
+    def source(self, insurer_name: str) -> str:
+        page = f"p.{self.page}" if self.page else "쪽 미상"
+        return f"{insurer_name} · {self.doc_type} · {page}"
+
+
+@dataclass(frozen=True)
+class Instance:
+    """One raw coverage of a product and its locked amount."""
+
+    raw_name: str
+    status: str
+    value_text: str | None
+    source_doc_type: str | None
+    source_priority: str | None
+    proposal_evidence: Evidence | None
+    supporting_evidence: tuple[Evidence, ...]
+
+    @property
+    def display_text(self) -> str:
+        return self.value_text if self.status == CONFIRMED and self.value_text is not None else UNCONFIRMED_TEXT
+
+
+@dataclass(frozen=True)
+class Cell:
+    coverage_code: str
+    product_key: str
+    instances: tuple[Instance, ...]
+
+    @property
+    def status(self) -> str:
+        statuses = {instance.status for instance in self.instances}
+        if not statuses:
+            return NOT_AVAILABLE
+        return statuses.pop() if len(statuses) == 1 else MIXED
+
+    @property
+    def display_text(self) -> str:
+        if not self.instances:
+            return NOT_AVAILABLE_TEXT
+        if len(self.instances) == 1:
+            return self.instances[0].display_text
+        # Several raw coverages: each one named, none picked.
+        return "\n".join(f"{instance.raw_name}: {instance.display_text}" for instance in self.instances)
+
+
+@dataclass(frozen=True)
+class Explanation:
+    coverage_code: str
+    coverage_name: str
+    product_key: str
+    insurer_name: str
+    status: str
+    raw_name: str | None
+    sentence: str
+
+
+@dataclass(frozen=True)
+class AuditLineage:
+    audit_run_id: str | None
+    audit_status: str | None
+    freeze_tag: str | None
+    git_commit: str | None
+    lock_state: str
+    lock_intact: bool
+    fingerprint_verified_at: str | None
+    reason: str
+
+
+@dataclass(frozen=True)
+class Comparison:
+    products: tuple[catalog.Product, ...]
+    coverages: tuple[catalog.Coverage, ...]
+    cells: dict[tuple[str, str], Cell]
+    unmatched: dict[str, tuple[Instance, ...]]
+    audit: AuditLineage
+    notes: tuple[str, ...] = field(default_factory=tuple)
+
+    def cell(self, coverage_code: str, product_key: str) -> Cell:
+        return self.cells[(coverage_code, product_key)]
+
+    def rows(self) -> Iterator[tuple[catalog.Coverage, list[Cell]]]:
+        for coverage in self.coverages:
+            yield coverage, [self.cells[(coverage.code, product.key)] for product in self.products]
+
+    def to_frame(self) -> pd.DataFrame:
+        """One row per coverage, one column per product (chosen order), cells as display text."""
+        records = []
+        for coverage, cells in self.rows():
+            record: dict[str, Any] = {"코드": coverage.code, "담보명": coverage.name}
+            record.update({product.label: cell.display_text for product, cell in zip(self.products, cells, strict=True)})
+            records.append(record)
+        return pd.DataFrame(records, columns=["코드", "담보명", *[product.label for product in self.products]])
+
+    def status_frame(self) -> pd.DataFrame:
+        """Same shape as `to_frame`, holding each cell's status (for styling and exports)."""
+        records = []
+        for coverage, cells in self.rows():
+            record: dict[str, Any] = {"코드": coverage.code, "담보명": coverage.name}
+            record.update({product.label: cell.status for product, cell in zip(self.products, cells, strict=True)})
+            records.append(record)
+        return pd.DataFrame(records, columns=["코드", "담보명", *[product.label for product in self.products]])
+
+    def to_long_frame(self) -> pd.DataFrame:
+        """One row per cell and raw coverage: status, value_text, raw name, evidence source."""
+        records = []
+        for coverage, cells in self.rows():
+            for position, (product, cell) in enumerate(zip(self.products, cells, strict=True), start=1):
+                base = {"coverage_code": coverage.code, "coverage_name": coverage.name, "category": coverage.category,
+                        "product_position": position, "product_key": product.key, "insurer": product.insurer_name,
+                        "product_name": product.name}
+                if not cell.instances:
+                    records.append({**base, "status": NOT_AVAILABLE, "value_text": None, "coverage_name_raw": None,
+                                    "display_text": NOT_AVAILABLE_TEXT, "evidence_source": None, "evidence_snippet": None})
+                for instance in cell.instances:
+                    evidence = instance.proposal_evidence
+                    records.append({**base, "status": instance.status, "value_text": instance.value_text,
+                                    "coverage_name_raw": instance.raw_name, "display_text": instance.display_text,
+                                    "evidence_source": evidence.source(product.insurer_name) if evidence else None,
+                                    "evidence_snippet": evidence.snippet if evidence else None})
+        return pd.DataFrame(records)
+
+    def unmatched_frame(self) -> pd.DataFrame:
+        """The chosen products' coverages without a canonical code, in product order."""
+        records = []
+        for product in self.products:
+            for instance in self.unmatched.get(product.key, ()):
+                records.append({"product_key": product.key, "insurer": product.insurer_name,
+                                "coverage_name_raw": instance.raw_name, "status": instance.status,
+                                "value_text": instance.value_text, "display_text": instance.display_text})
+        return pd.DataFrame(records, columns=["product_key", "insurer", "coverage_name_raw", "status", "value_text",
+                                              "display_text"])
+
+    def explanations(self) -> list[Explanation]:
+        """Fixed-template sentences: per coverage, per product in order (per raw coverage when several)."""
+        found = []
+        for coverage, cells in self.rows():
+            for product, cell in zip(self.products, cells, strict=True):
+                if not cell.instances:
+                    sentence = explain.explain(product.insurer_name, coverage.name, NOT_AVAILABLE)
+                    found.append(Explanation(coverage.code, coverage.name, product.key, product.insurer_name,
+                                             NOT_AVAILABLE, None, sentence))
+                    continue
+                several = len(cell.instances) > 1
+                for instance in cell.instances:
+                    # With several raw coverages each sentence names its own, so none is silently chosen.
+                    subject = instance.raw_name if several else coverage.name
+                    sentence = explain.explain(product.insurer_name, subject, instance.status, instance.value_text)
+                    found.append(Explanation(coverage.code, coverage.name, product.key, product.insurer_name,
+                                             instance.status, instance.raw_name, sentence))
+        return found
+
+
+# --- resolving what the user asked for ---------------------------------------------------------
+
+def _closest(value: str, choices: Sequence[str], limit: int = 3) -> list[str]:
+    # A choice that starts with what was typed ("암진단비" -> "암진단비(유사암제외)") beats edit distance.
+    prefixed = [choice for choice in choices if value and choice.startswith(value)]
+    close = difflib.get_close_matches(value, choices, n=limit, cutoff=0.4)
+    return list(dict.fromkeys([*prefixed, *close]))[:limit] or list(choices[:limit])
+
+
+def resolve_products(requested: Sequence[str], known: Sequence[catalog.Product]) -> tuple[catalog.Product, ...]:
+    """Product keys, insurer keys or Korean insurer names -> products, keeping the given order."""
+    if isinstance(requested, str):
+        requested = [requested]
+    if not requested:
+        raise SelectionError("비교할 상품을 하나 이상 선택하세요 (choose at least one product; see core.catalog.products())")
+    if len(requested) > MAX_PRODUCTS:
+        raise SelectionError(f"한 번에 최대 {MAX_PRODUCTS}개 상품까지 비교할 수 있습니다 ({len(requested)}개 요청)")
+    by_key = {product.key: product for product in known}
+    by_insurer: dict[str, list[catalog.Product]] = {}
+    for product in known:
+        by_insurer.setdefault(product.insurer_key, []).append(product)
+        by_insurer.setdefault(product.insurer_name, []).append(product)
+    chosen: list[catalog.Product] = []
+    for raw in requested:
+        value = str(raw).strip()
+        if value in by_key:
+            product = by_key[value]
+        elif value in by_insurer and len(by_insurer[value]) == 1:
+            product = by_insurer[value][0]
+        elif value in by_insurer:
+            options = [p.key for p in by_insurer[value]]
+            raise SelectionError(f"{value!r} has {len(options)} products; name one of: {', '.join(options)}",
+                                 bad_value=value, suggestions=options)
+        else:
+            names = [*by_key, *sorted({p.insurer_key for p in known}), *sorted({p.insurer_name for p in known})]
+            suggestions = _closest(value, names)
+            raise SelectionError(f"unknown product or insurer {value!r}; closest: {', '.join(suggestions)}",
+                                 bad_value=value, suggestions=suggestions)
+        if product in chosen:
+            raise SelectionError(f"{value!r} is listed twice (as {product.key}); list each product once",
+                                 bad_value=value)
+        chosen.append(product)
+    return tuple(chosen)
+
+
+def resolve_codes(requested: Sequence[str], known: Sequence[catalog.Coverage]) -> tuple[catalog.Coverage, ...]:
+    if isinstance(requested, str):
+        requested = [requested]
+    if not requested:
+        raise SelectionError("비교할 담보 코드를 하나 이상 지정하세요, or pass coverage_codes=None for every code")
+    if len(requested) > MAX_CODES:
+        raise SelectionError(f"한 번에 최대 {MAX_CODES}개 담보까지 비교할 수 있습니다 ({len(requested)}개 요청)")
+    by_code = {coverage.code: coverage for coverage in known}
+    chosen: list[catalog.Coverage] = []
+    for raw in requested:
+        code = str(raw).strip().upper()
+        if code not in by_code:
+            by_name = {coverage.name: coverage.code for coverage in known}
+            suggestions = _closest(code, list(by_code)) if _CODE_FORMAT.match(code) else [
+                by_name[name] for name in _closest(str(raw), list(by_name))]
+            shape = "" if _CODE_FORMAT.match(code) else " (codes look like A4200_1)"
+            raise SelectionError(f"unknown coverage code {raw!r}{shape}; closest: {', '.join(suggestions)}",
+                                 bad_value=str(raw), suggestions=suggestions)
+        if by_code[code] not in chosen:
+            chosen.append(by_code[code])
+    return tuple(chosen)
+
+
+# --- the one query -----------------------------------------------------------------------------
+
+_COMPARE_SQL = text(
+    """
+    SELECT p.product_key, ci.coverage_code, ci.coverage_name_raw, af.status, af.value_text, af.source_doc_type,
+           af.source_priority, pe.doc_type, pe.page, pe.snippet, pe.source_file,
+           (SELECT json_agg(json_build_array(e.doc_type, e.page, e.snippet, e.source_file)
+                            ORDER BY e.doc_type, e.ordinal)
+            FROM evidence_ref e
+            WHERE e.instance_id = ci.instance_id AND e.evidence_id IS DISTINCT FROM af.evidence_id) AS supporting
+    FROM product p
+    JOIN coverage_instance ci ON ci.product_id = p.product_id
+    JOIN amount_fact af ON af.instance_id = ci.instance_id
+    LEFT JOIN evidence_ref pe ON pe.evidence_id = af.evidence_id
+    WHERE p.product_key = ANY(:product_keys)
+      AND (ci.coverage_code = ANY(:codes) OR (:all_codes AND ci.coverage_code IS NOT NULL)
+           OR (:with_unmatched AND ci.coverage_code IS NULL))
+    ORDER BY p.product_key, ci.coverage_code, ci.coverage_name_raw
+    """
+)
+
+
+def _instance(row: Any) -> Instance:
+    proposal = Evidence(row.doc_type, row.page, row.snippet, row.source_file) if row.snippet is not None else None
+    supporting = row.supporting or []
+    if isinstance(supporting, str):
+        supporting = json.loads(supporting)
+    return Instance(row.coverage_name_raw, row.status, row.value_text, row.source_doc_type, row.source_priority,
+                    proposal, tuple(Evidence(*item) for item in supporting))
+
+
+def compare(products: Sequence[str], coverage_codes: Sequence[str] | None = None, *,
+            with_unmatched: bool = True) -> Comparison:
+    """Compare `products` (in this order) on `coverage_codes` (None: every code any of them has)."""
+    known_products = catalog.products()
+    chosen = resolve_products(products, known_products)
+    known_coverages = catalog.coverages()
+    wanted = resolve_codes(coverage_codes, known_coverages) if coverage_codes is not None else ()
+    with db.read() as conn:
+        rows = conn.execute(_COMPARE_SQL, {
+            "product_keys": [product.key for product in chosen],
+            "codes": [coverage.code for coverage in wanted],
+            "all_codes": coverage_codes is None,
+            "with_unmatched": with_unmatched,
+        }).all()
+        lock = read_lock(conn)
+    found: dict[tuple[str, str], list[Instance]] = {}
+    unmatched: dict[str, list[Instance]] = {}
+    for row in rows:
+        if row.coverage_code is None:
+            unmatched.setdefault(row.product_key, []).append(_instance(row))
+        else:
+            found.setdefault((row.coverage_code, row.product_key), []).append(_instance(row))
+    if coverage_codes is None:
+        present = {code for code, _ in found}
+        wanted = tuple(coverage for coverage in known_coverages if coverage.code in present)
+    cells = {(coverage.code, product.key): Cell(coverage.code, product.key,
+                                                tuple(found.get((coverage.code, product.key), ())))
+             for coverage in wanted for product in chosen}
+    audit = AuditLineage(lock.audit_run_id, lock.audit_status, lock.freeze_tag, lock.git_commit, lock.state,
+                         lock.intact, lock.verified_at, lock.reason)
+    return Comparison(chosen, wanted, cells, {key: tuple(value) for key, value in unmatched.items()}, audit)
