@@ -29,10 +29,11 @@ def _load(args: argparse.Namespace) -> int:
 
 
 def _status(args: argparse.Namespace) -> int:
-    from core import status
+    # `core.status` is re-exported as a function by core/__init__.py: import from the module itself.
+    from core.status import collect, render_text
 
-    report = status.collect(fresh=True)
-    print(report.to_json() if args.json else status.render_text(report))
+    report = collect(fresh=True)
+    print(report.to_json() if args.json else render_text(report))
     if not report.ok:
         return 1
     if args.strict and report.backups.get("state") not in ("OK", None):

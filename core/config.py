@@ -28,7 +28,8 @@ class Setting:
 SETTINGS: tuple[Setting, ...] = (
     Setting("DATABASE_URL", None, "Reading connection (SELECT-only role in production). Unset: embedded PostgreSQL."),
     Setting("INCA_ADMIN_URL", None, "Owner connection for load, backup and restore. Falls back to DATABASE_URL."),
-    Setting("INCA_DATA_DIR", ".inca", "Embedded PostgreSQL and default backups folder (relative to the working directory)."),
+    Setting("INCA_DATA_DIR", ".inca", "Embedded PostgreSQL and default backups folder (a relative path is taken from the "
+            "project root when the working directory is inside the project, else from the working directory)."),
     Setting("INCA_DATASET_DIR", "data/dataset", "The dataset the audited load reads (relative to the project)."),
     Setting("INCA_BACKUP_DIR", "<INCA_DATA_DIR>/backups", "Where backups and their manifests are written."),
     Setting("INCA_CACHE_TTL", "60", "Seconds the dashboard caches query results."),
@@ -37,6 +38,12 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("INCA_ENV", "development", "`production` refuses weak or default database passwords."),
     Setting("INCA_BACKUP_KEEP_DAILY", "7", "Daily backups kept by `prune`."),
     Setting("INCA_BACKUP_KEEP_WEEKLY", "4", "Weekly backups kept by `prune`."),
+    Setting("INCA_PG_BIN", None, "Folder of the pg_dump/pg_restore to use. Unset: the bundled ones, then PATH, then "
+            "/usr/lib/postgresql/*/bin, the first at least the server's major version."),
+    Setting("INCA_BACKUP_RPO_HOURS", "24", "Backup health: the newest backup may be this many hours old "
+            "(WARNING beyond, FAILING beyond twice)."),
+    Setting("INCA_VERIFY_OBJECTIVE_DAYS", "31", "Backup health: a restore verification must have passed within "
+            "this many days (WARNING beyond)."),
 )
 _DEFAULTS = {s.name: s.default for s in SETTINGS}
 
@@ -58,7 +65,11 @@ def env_int(name: str) -> int:
 
 
 def data_dir() -> Path:
-    return Path(env("INCA_DATA_DIR") or ".inca").expanduser().resolve()
+    path = Path(env("INCA_DATA_DIR") or ".inca").expanduser()
+    # Inside the project (notebooks/ run with their own folder as the working directory) a relative
+    # path is taken from the project root, so every tool shares one embedded server and one load.
+    cwd = Path.cwd().resolve()
+    return ((PROJECT_ROOT if cwd.is_relative_to(PROJECT_ROOT) else cwd) / path).resolve()
 
 
 def dataset_dir() -> Path:

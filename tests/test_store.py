@@ -13,7 +13,8 @@ import psycopg
 import pytest
 from sqlalchemy import text
 
-from core import config, dataset, db, loader, migrate, status
+from core import config, dataset, db, loader, migrate
+from core.status import collect
 from core.errors import AuditFailed, ConfigError, DatasetError, SchemaMissing
 from tests.conftest import PROJECT, Database, PgServer
 
@@ -88,11 +89,11 @@ def test_stored_values_equal_the_dataset_cards_verbatim(loaded_db: Database) -> 
 
 
 def test_second_load_changes_nothing(loaded_db: Database) -> None:
-    before = status.collect()
+    before = collect()
     result = run_cli("load", env=loaded_db.env())
     assert result.returncode == 0, result.stderr
     assert "nothing changed" in result.stdout
-    after = status.collect()
+    after = collect()
     assert after.lock["recorded_fingerprint"] == before.lock["recorded_fingerprint"]
     assert after.counts == before.counts
 
