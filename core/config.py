@@ -132,7 +132,7 @@ def check_production_password(url: URL, setting: str) -> None:
     if password in EXAMPLE_PASSWORDS or len(password) < WEAK_PASSWORD_MIN_LENGTH:
         raise ConfigError(
             f"{setting}: production needs a password of at least {WEAK_PASSWORD_MIN_LENGTH} characters "
-            "that is not the example value; generate one with `openssl rand -base64 32`"
+            "that is not the example value; generate one with `openssl rand -hex 24`"
         )
 
 
@@ -144,6 +144,6 @@ def configured_urls() -> tuple[URL, URL] | None:
         return None
     reader = parse_database_url(reader_raw or admin_raw, "DATABASE_URL" if reader_raw else "INCA_ADMIN_URL")
     admin = parse_database_url(admin_raw, "INCA_ADMIN_URL") if admin_raw else reader
-    check_production_password(reader, "DATABASE_URL")
-    check_production_password(admin, "INCA_ADMIN_URL")
+    check_production_password(reader, "DATABASE_URL" if reader_raw else "INCA_ADMIN_URL")
+    check_production_password(admin, "INCA_ADMIN_URL" if admin_raw else "DATABASE_URL")
     return reader, admin

@@ -1,0 +1,122 @@
+"""The FastAPI application: `uvicorn api.server:app --host 127.0.0.1 --port 8000`.
+
+Endpoints (docs/api.md): GET /health, POST /compare, GET /status, plus /docs and /openapi.json.
+Every query goes through core's reading connection (`core.db.read()`: a read-only transaction
+on DATABASE_URL, the SELECT-only role in production). Handlers are plain `def`, so FastAPI runs
+them in its thread pool and the blocking database calls never stall the event loop.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import warnings
+from typing import Annotated, Any
+
+from fastapi import Body, FastAPI
+from fastapi.responses import JSONResponse
+from sqlalchemy import text
+
+from api import comparing, errors
+from api.middleware import MAX_BODY_BYTES, BodyLimit, FailFast
+from api.schemas import (
+    EXAMPLE_REQUEST,
+    CompareRequest,
+    CompareResponse,
+    DatabaseHealth,
+    ErrorResponse,
+    HealthResponse,
+    UnhealthyResponse,
+)
+from core import config, db
+from core.comparison import MAX_CODES, MAX_PRODUCTS
+from core.errors import ConfigError, IncaError
+from core.lock import BROKEN, INTACT, read_lock
+from core.status import collect
+
+# The embedded server warns on every start when XDG_RUNTIME_DIR is unset; it is harmless noise.
+warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
+log = logging.getLogger("uvicorn.error")
+
+
+def startup_check() -> None:
+    """Refuse to start on unsafe settings (core.config raises the one-line ConfigError)."""
+    production = (config.env("INCA_ENV") or "").lower() == "production"
+    urls = config.configured_urls()  # parses both URLs; production also rejects weak passwords
+    if production and not os.environ.get("DATABASE_URL", "").strip():
+        # Without DATABASE_URL the API would read with the owner URL or start an embedded server.
+        raise ConfigError("INCA_ENV=production needs DATABASE_URL (the SELECT-only role, see docs/deployment.md)")
+    where = config.mask(urls[0]) if urls else "the embedded PostgreSQL (development)"
+    log.info("inca api: INCA_ENV=%s, reading from %s", config.env("INCA_ENV"), where)
+
+
+_EXAMPLES = {"guide": {"summary": "The guide's example", "value": EXAMPLE_REQUEST}}
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    404: {"model": ErrorResponse, "description": "Unknown insurer, product or coverage code."},
+    413: {"model": ErrorResponse, "description": f"Request body over {MAX_BODY_BYTES} bytes."},
+    422: {"model": ErrorResponse, "description": "Malformed body, empty or oversized lists, duplicate product."},
+    503: {"model": ErrorResponse, "description": "Database unreachable or not loaded, or the lock is not INTACT."},
+}
+
+app = FastAPI(
+    title="inca-rag-scope API",
+    version="0.1.0",
+    description=(
+        "Korean insurance coverage amounts side by side, exactly as printed in each proposal (가입설계서), "
+        "with evidence and audit lineage. Read-only. Amounts (`value_text`) are opaque strings: never "
+        f"parsed, sorted, ranked or summed. Limits: {MAX_PRODUCTS} products and {MAX_CODES} coverage codes per "
+        f"request, {MAX_BODY_BYTES} bytes of body."
+    ),
+)
+errors.install(app)
+app.add_middleware(BodyLimit)
+app.add_middleware(FailFast, check=startup_check)
+
+
+def _unhealthy(error: str, detail: str, lock: dict[str, Any] | None = None) -> JSONResponse:
+    body = UnhealthyResponse(status="unhealthy", error=error, detail=detail, lock=lock)
+    return JSONResponse(body.model_dump(exclude_none=True), status_code=503)
+
+
+@app.get("/health", response_model=HealthResponse, responses={503: {"model": UnhealthyResponse}},
+         summary="Database reachable and lock INTACT (200), otherwise 503")
+def health() -> HealthResponse | JSONResponse:
+    """Cheap enough for a container healthcheck: one query plus the fingerprint, which is reused
+    for INCA_FINGERPRINT_TTL seconds."""
+    try:
+        with db.read() as conn:
+            version, read_only = conn.execute(
+                text("SELECT current_setting('server_version'), current_setting('transaction_read_only')")
+            ).one()
+            lock = read_lock(conn, fresh=False)
+    except IncaError as error:
+        failure = errors.from_inca_error(error)
+        return _unhealthy(failure.body["error"], failure.body["detail"])
+    if lock.state == BROKEN:
+        return _unhealthy("lock broken", lock.reason, lock.to_dict())
+    if lock.state != INTACT:
+        return _unhealthy("database not loaded", lock.reason, lock.to_dict())
+    return HealthResponse(status="healthy",
+                          database=DatabaseHealth(reachable=True, server_version=version, read_only=read_only == "on"),
+                          lock=lock.to_dict())
+
+
+@app.post("/compare", response_model=CompareResponse, responses=_ERRORS,
+          summary="Amounts side by side, exactly as printed, with evidence")
+def compare_endpoint(request: Annotated[CompareRequest, Body(openapi_examples=_EXAMPLES)]) -> CompareResponse:
+    """Per requested coverage and per requested product (both in request order): the cell status,
+    each raw coverage with its status, `value_text` as stored, proposal evidence, supporting
+    snippets and the template sentence; plus the audit lineage of the load."""
+    return comparing.shape(comparing.run(request))
+
+
+@app.get("/status", responses={503: {"description": "Same body; the report is not ok (unreachable or lock not "
+                                                    "INTACT)."}},
+         summary="The report of `python -m core status --json`")
+def status() -> JSONResponse:
+    """StatusReport.to_dict(): lock, row counts against expected, database and backup health.
+    The fingerprint is reused for INCA_FINGERPRINT_TTL seconds (the CLI always recomputes it)."""
+    report = collect(fresh=False)
+    # Serialised exactly as the CLI does (to_json), so both print the same content.
+    return JSONResponse(json.loads(report.to_json()), status_code=200 if report.ok else 503)
