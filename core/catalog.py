@@ -170,3 +170,29 @@ def coverage_table() -> pd.DataFrame:
                                         "value_text"])
     frame.insert(2, "category", frame["coverage_code"].map(category_of))
     return frame
+
+
+def status_counts() -> pd.DataFrame:
+    """Per insurer (in key order): coverages by stored status, and coverages without a canonical code.
+
+    A data-completeness view (the status page charts it): it counts rows, never amounts, and the
+    three columns partition each insurer's coverage instances.
+    """
+    with db.read() as conn:
+        rows = conn.execute(
+            text(
+                """
+                SELECT i.insurer_key, i.name_ko,
+                       count(*) FILTER (WHERE ci.coverage_code IS NOT NULL AND af.status = 'CONFIRMED'),
+                       count(*) FILTER (WHERE ci.coverage_code IS NOT NULL AND af.status = 'UNCONFIRMED'),
+                       count(*) FILTER (WHERE ci.coverage_code IS NULL AND ci.instance_id IS NOT NULL)
+                FROM insurer i
+                LEFT JOIN coverage_instance ci ON ci.insurer_id = i.insurer_id
+                LEFT JOIN amount_fact af ON af.instance_id = ci.instance_id
+                GROUP BY i.insurer_id, i.insurer_key, i.name_ko
+                ORDER BY i.insurer_key
+                """
+            )
+        ).all()
+    return pd.DataFrame([tuple(row) for row in rows],
+                        columns=["insurer_key", "insurer", "confirmed", "unconfirmed", "unmatched"])

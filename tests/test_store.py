@@ -14,8 +14,8 @@ import pytest
 from sqlalchemy import text
 
 from core import config, dataset, db, loader, migrate
-from core.status import collect
 from core.errors import AuditFailed, ConfigError, DatasetError, SchemaMissing
+from core.status import collect
 from tests.conftest import PROJECT, Database, PgServer
 
 DATASET = PROJECT / "data" / "dataset"

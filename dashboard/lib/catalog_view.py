@@ -1,0 +1,90 @@
+"""The catalog page: every canonical coverage with each insurer's own name(s) and their status."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+
+import pandas as pd
+import streamlit as st
+
+from core import catalog
+from core.comparison import NOT_AVAILABLE, NOT_AVAILABLE_TEXT
+from dashboard.lib import data, table
+from dashboard.lib.text import esc
+
+SEARCH_KEY, CATEGORIES_KEY = "catalog_search", "catalog_categories"
+_SPACE = re.compile(r"\s+")
+
+
+def _squash(value: object) -> str:
+    return _SPACE.sub("", str(value)).lower()
+
+
+def filter_table(frame: pd.DataFrame, query: str, categories: Sequence[str]) -> pd.DataFrame:
+    """Rows of the canonical coverages whose code, canonical name or any raw name contains `query`
+    (spaces and case ignored), limited to `categories` when some are chosen."""
+    if categories:
+        frame = frame[frame["category"].isin(list(categories))]
+    needle = _squash(query)
+    if not needle:
+        return frame
+    text = (frame["coverage_code"].map(_squash) + "\n" + frame["canonical_name"].map(_squash) + "\n"
+            + frame["coverage_name_raw"].fillna("").map(_squash))
+    codes = set(frame.loc[text.str.contains(needle, regex=False), "coverage_code"])
+    return frame[frame["coverage_code"].isin(codes)]
+
+
+def _names_cell(rows: pd.DataFrame) -> str:
+    if rows.empty:
+        return (f'<td data-status="{NOT_AVAILABLE}"><div class="inst s-{NOT_AVAILABLE}">'
+                f"{esc(NOT_AVAILABLE_TEXT)}</div></td>")
+    lines = "".join(f'<div class="inst s-{esc(row.status)}" title="{esc(table.status_label(row.status))}">'
+                    f"{esc(row.coverage_name_raw)}</div>" for row in rows.itertuples())
+    return f"<td>{lines}</td>"
+
+
+def catalog_html(frame: pd.DataFrame, insurers: Sequence[str]) -> str:
+    """One row per canonical coverage, one column per insurer (key order) with its raw names."""
+    head = [f"<th>{esc(name)}</th>" for name in ["코드", "표준 담보명", *insurers]]
+    body = []
+    for (code, name), rows in frame.groupby(["coverage_code", "canonical_name"], sort=True):
+        cells = [f'<td class="code">{esc(code)}</td>', f'<td class="name">{esc(name)}</td>']
+        cells += [_names_cell(rows[rows["insurer"] == insurer]) for insurer in insurers]
+        body.append(f'<tr data-code="{esc(code)}">{"".join(cells)}</tr>')
+    return table.fixed_table("inca-catalog", head, body)
+
+
+def semantic_search_slot() -> None:
+    """Slot for the pgvector 담보 검색 (core.search), to be wired in by the search work.
+
+    Contract: a text box whose query goes to core.search.find_coverages(query); the suggested canonical
+    codes (never amounts) are listed and can be added to the compare page's selection
+    (st.session_state["compare_selection"], see compare_view). Until then this renders nothing.
+    """
+
+
+def render() -> None:
+    st.title("담보 목록")
+    st.html(table.STYLE)
+    key = data.db_key()
+    frame = data.coverage_table(key)
+    insurers = list(dict.fromkeys(product.insurer_name for product in data.products(key)))
+    semantic_search_slot()
+    left, right = st.columns([2, 1], gap="large")
+    query = left.text_input("검색", key=SEARCH_KEY,
+                            placeholder="코드, 표준 담보명 또는 보험사 담보명 (예: 유사암, A4210, 뇌졸중)")
+    present = [c for c in catalog.CATEGORY_ORDER if c in set(frame["category"])]
+    categories = right.multiselect("분류", present, key=CATEGORIES_KEY, placeholder="전체 분류")
+    shown = filter_table(frame, query, categories)
+    st.caption(f"표준 담보 {shown['coverage_code'].nunique()}개 / 전체 {frame['coverage_code'].nunique()}개 · "
+               "칸마다 보험사 자신의 담보명 (회색 기울임: 가입설계서에 금액 미기재, 취소선: 해당 담보 없음)")
+    if shown.empty:
+        st.info("검색 조건에 맞는 담보가 없습니다.")
+        return
+    for category in catalog.CATEGORY_ORDER:
+        rows = shown[shown["category"] == category]
+        if rows.empty:
+            continue
+        st.subheader(f"{category} · {rows['coverage_code'].nunique()}개")
+        st.html(catalog_html(rows, insurers))

@@ -1,0 +1,154 @@
+"""The compare page: pick products and coverages (in order), see amounts exactly as printed."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import streamlit as st
+
+from core import catalog
+from core.comparison import Comparison
+from dashboard.lib import data, exports, params, table
+from dashboard.lib.text import md
+
+PRODUCTS_KEY, CODES_KEY, CATEGORIES_KEY = "sel_products", "sel_codes", "sel_categories"
+STORED_KEY = "compare_selection"  # survives page switches (widget state does not)
+
+
+def _add_category_codes(coverages: Sequence[catalog.Coverage]) -> None:
+    chosen = st.session_state.get(CATEGORIES_KEY) or []
+    current = list(st.session_state.get(CODES_KEY) or [])
+    current += [c.code for c in coverages if c.category in chosen and c.code not in current]
+    st.session_state[CODES_KEY] = current
+
+
+def _init_widgets(products: Sequence[catalog.Product], coverages: Sequence[catalog.Coverage]) -> None:
+    """On a session's first run (or back from another page): URL, then kept selection, then defaults."""
+    if PRODUCTS_KEY in st.session_state and CODES_KEY in st.session_state:
+        # Widget state outlives a change of database; a value that no longer exists would crash the widget.
+        for key, known in ((PRODUCTS_KEY, {p.key for p in products}), (CODES_KEY, {c.code for c in coverages})):
+            if any(value not in known for value in st.session_state[key]):
+                st.session_state[key] = [value for value in st.session_state[key] if value in known]
+        return
+    parsed = params.parse(st.query_params.get_all, products, coverages)
+    if parsed.rejected_products:
+        # URL values are user input: escaped, so a crafted link or markup shows as plain text.
+        st.warning(md(params.describe_rejected("상품", parsed.rejected_products)), icon=":material/warning:")
+    if parsed.rejected_codes:
+        st.warning(md(params.describe_rejected("담보 코드", parsed.rejected_codes)), icon=":material/warning:")
+    if parsed.truncated:
+        st.warning("URL에 값이 너무 많아 한도를 넘는 값은 제외했습니다.", icon=":material/warning:")
+    start = params.initial(parsed, st.session_state.get(STORED_KEY), products, coverages)
+    st.session_state[PRODUCTS_KEY] = list(start.products)
+    st.session_state[CODES_KEY] = list(start.codes)
+
+
+def _product_lines(products: Sequence[catalog.Product]) -> list[str]:
+    lines = []
+    for product in products:
+        variants = f" · 변형: {' / '.join(v.name for v in product.variants)}" if product.variants else ""
+        lines.append(f"{product.label} — {product.name}{variants}")
+    return lines
+
+
+def selection_widgets(products: Sequence[catalog.Product], coverages: Sequence[catalog.Coverage]) -> params.Selection:
+    _init_widgets(products, coverages)
+    by_key = {product.key: product for product in products}
+    by_code = {coverage.code: coverage for coverage in coverages}
+    left, right = st.columns([1, 1], gap="large")
+    with left:
+        chosen = st.multiselect("상품 (선택한 순서대로 열이 놓입니다)", list(by_key), key=PRODUCTS_KEY,
+                                format_func=lambda key: by_key[key].label, placeholder="상품 선택")
+        if chosen:
+            st.html(table.products_html(_product_lines([by_key[key] for key in chosen])))
+    with right:
+        present = [c for c in catalog.CATEGORY_ORDER if any(cov.category == c for cov in coverages)]
+        categories = st.multiselect("분류로 좁히기", present, key=CATEGORIES_KEY, placeholder="전체 분류")
+        selected = st.session_state.get(CODES_KEY) or []
+        options = [c.code for c in coverages if not categories or c.category in categories]
+        options += [code for code in selected if code not in options]  # chosen codes stay chosen
+        codes = st.multiselect("담보 (코드나 이름을 입력해 검색, 선택한 순서대로 행이 놓입니다)", options, key=CODES_KEY,
+                               format_func=lambda code: f"{code} · {by_code[code].name}", placeholder="담보 선택")
+        st.button("이 분류의 담보 모두 추가", on_click=_add_category_codes, args=(coverages,), disabled=not categories)
+    selection = params.Selection(tuple(chosen), tuple(codes))
+    st.session_state[STORED_KEY] = selection
+    if not params.same(st.query_params, selection):
+        st.query_params.from_dict(selection.to_params())
+    return selection
+
+
+def lock_alert(cmp: Comparison) -> None:
+    audit = cmp.audit
+    if audit.lock_intact:
+        return
+    st.error(f"**잠금 상태 {md(audit.lock_state)}: 아래 금액은 감사를 통과한 적재 내용과 다를 수 있습니다.**\n\n"
+             f"원인: {md(audit.reason)}\n\n운영자에게 알리고 상태 페이지에서 잠금 상태를 확인하세요.", icon=":material/lock:")
+
+
+def comparison_section(cmp: Comparison) -> None:
+    head, csv_col, xlsx_col = st.columns([6, 1, 1], vertical_alignment="bottom")
+    head.subheader(f"비교표 · 상품 {len(cmp.products)}개 × 담보 {len(cmp.coverages)}개")
+    stem = exports.file_stem(cmp)
+    # Deferred: the files are built from this same comparison only when a button is clicked (the
+    # workbook costs ~0.15 s, too much for every rerun).
+    csv_col.download_button("CSV", lambda: exports.csv_bytes(cmp.to_frame()), file_name=f"{stem}.csv", mime=exports.CSV_MIME,
+                            icon=":material/download:", key="download_csv", on_click="ignore",
+                            help="보이는 표 그대로 (UTF-8 BOM, Excel에서 바로 열림)")
+    xlsx_col.download_button("Excel", lambda: exports.xlsx_bytes(cmp), file_name=f"{stem}.xlsx", mime=exports.XLSX_MIME,
+                             icon=":material/download:", key="download_xlsx", on_click="ignore",
+                             help="비교표 시트(보이는 표 그대로), 상세 시트(셀마다 상태·원문), 감사 시트")
+    st.html(table.legend_html())
+    st.html(table.comparison_html(cmp))
+
+
+def explanations_section(cmp: Comparison) -> None:
+    st.subheader("담보별 설명과 근거자료")
+    st.caption("설명은 가입설계서 내용을 정해진 문장으로 옮긴 것입니다. 근거자료는 문서의 원문 그대로입니다.")
+    sentences: dict[str, list[str]] = {}
+    for explanation in cmp.explanations():
+        sentences.setdefault(explanation.coverage_code, []).append(explanation.sentence)
+    for coverage in cmp.coverages:
+        st.html(table.explanations_html(coverage, sentences.get(coverage.code, [])))
+        with st.expander("근거자료 (원문)", expanded=False):
+            st.html(table.evidence_html(cmp, coverage))
+
+
+def unmatched_section(cmp: Comparison) -> None:
+    frame = cmp.unmatched_frame()
+    st.subheader("표준 담보 코드에 연결되지 않은 담보")
+    st.caption("선택한 상품의 가입설계서에 있으나 표준 담보 코드에 연결되지 않은 담보입니다. 표기는 원문 그대로입니다.")
+    for product in cmp.products:
+        rows = frame[frame["product_key"] == product.key]
+        with st.expander(f"{product.label} · {len(rows)}건", expanded=False):
+            if rows.empty:
+                st.caption("없음")
+                continue
+            st.html(table.static_table_html(
+                ["보험사 담보명", "금액 (가입설계서 표기)"],
+                [[(row.coverage_name_raw, None), (row.display_text, row.status)] for row in rows.itertuples()],
+                css_class="inca-unmatched"))
+
+
+def audit_footer(cmp: Comparison) -> None:
+    audit = cmp.audit
+    st.divider()
+    commit = (audit.git_commit or "—")[:12]
+    st.caption(f"감사 이력 · 감사 상태 {md(audit.audit_status or '—')} · 동결 태그 {md(audit.freeze_tag or '—')} · "
+               f"커밋 {md(commit)} · 잠금 {md(audit.lock_state)} · 지문 확인 {md(audit.fingerprint_verified_at or '—')}")
+
+
+def render() -> None:
+    st.title("보장금액 비교")
+    st.html(table.STYLE)
+    key = data.db_key()
+    products, coverages = data.products(key), data.coverages(key)
+    selection = selection_widgets(products, coverages)
+    if not selection.products or not selection.codes:
+        st.info("상품과 담보가 하나 이상 선택되면 비교표가 표시됩니다.")
+        return
+    cmp = data.compare(key, selection.products, selection.codes)
+    lock_alert(cmp)
+    comparison_section(cmp)
+    explanations_section(cmp)
+    unmatched_section(cmp)
+    audit_footer(cmp)

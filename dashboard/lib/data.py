@@ -1,0 +1,90 @@
+"""Cached access to `core`: small results only, keyed by the database the environment points at.
+
+Caches are process-wide (shared by every browser session), so every cached call takes `db_key()`:
+a different DATABASE_URL (another deployment, or another test database) never sees results of the
+previous one. Only small results are cached: catalogs, one comparison, per-insurer counts. The
+status report is not cached: operators must see the live state (the lock's fingerprint has its own
+INCA_FINGERPRINT_TTL cache in core.lock).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+
+import pandas as pd
+import streamlit as st
+
+from core import catalog, comparison, config, db, loader, migrate
+from core.config import Connections
+from core.errors import ConfigError
+
+
+def _ttl() -> int:
+    # A malformed value must not crash the import; guard.ensure_ready() reports it on every page.
+    try:
+        return config.env_int("INCA_CACHE_TTL")
+    except ConfigError:
+        return 60
+
+
+TTL = _ttl()
+#: bound on cached comparisons (each one is a few hundred cells at most)
+MAX_CACHED_COMPARISONS = 64
+
+
+def db_key() -> str:
+    """Identity of the configured database, without connecting (hashed: it holds passwords)."""
+    reader = os.environ.get("DATABASE_URL", "").strip()
+    admin = os.environ.get("INCA_ADMIN_URL", "").strip()
+    if not reader and not admin:
+        return f"embedded:{config.data_dir()}"
+    return "url:" + hashlib.sha256(f"{reader}\n{admin}".encode()).hexdigest()[:16]
+
+
+@st.cache_resource(show_spinner=False)
+def connections(key: str) -> Connections:
+    """The resolved URLs; in embedded mode this starts (or joins) the server once per process.
+
+    core.db pools one engine per URL (pool_pre_ping), so the engines themselves need no second cache.
+    """
+    return db.connections()
+
+
+def is_loaded() -> bool:
+    """Whether the schema exists and the audited load was recorded (uncached: decides the first start)."""
+    with db.read() as conn:
+        return migrate.applied_version(conn) > 0 and loader.loaded_run(conn) is not None
+
+
+@st.cache_data(ttl=TTL, show_spinner=False)
+def products(key: str) -> list[catalog.Product]:
+    return catalog.products()
+
+
+@st.cache_data(ttl=TTL, show_spinner=False)
+def coverages(key: str) -> list[catalog.Coverage]:
+    return catalog.coverages()
+
+
+@st.cache_data(ttl=TTL, show_spinner=False, max_entries=MAX_CACHED_COMPARISONS)
+def compare(key: str, product_keys: tuple[str, ...], codes: tuple[str, ...]) -> comparison.Comparison:
+    return comparison.compare(list(product_keys), list(codes))
+
+
+@st.cache_data(ttl=TTL, show_spinner=False, max_entries=4)
+def coverage_table(key: str) -> pd.DataFrame:
+    # One row per raw coverage name (catalog-sized, not fact-sized): the catalog page filters it in memory.
+    return catalog.coverage_table()
+
+
+@st.cache_data(ttl=TTL, show_spinner=False, max_entries=4)
+def status_counts(key: str) -> pd.DataFrame:
+    return catalog.status_counts()
+
+
+def clear_caches() -> None:
+    """After an error (database restarted, password changed) nothing stale may be served again."""
+    for cached in (products, coverages, compare, coverage_table, status_counts):
+        cached.clear()
+    connections.clear()

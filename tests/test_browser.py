@@ -1,0 +1,212 @@
+"""The dashboard in a real headless chromium (Debian's /usr/bin/chromium, driven by Playwright).
+
+Skipped when chromium is missing, except under INCA_REQUIRE_BROWSER=1 (CI), where that fails.
+Screenshots of every page go to tests/artifacts/ (git-ignored) for a person to look at.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from core import catalog, compare
+from dashboard.lib import exports, params
+from tests.conftest import PROJECT, Database
+
+pytestmark = pytest.mark.browser
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync", "--no-first-run", "--disable-quic"]
+ARTIFACTS = PROJECT / "tests" / "artifacts"
+STARTUP_TIMEOUT_S = 60
+PAGE_TIMEOUT_MS = 60_000
+
+# The comparison as the page shows it: header texts, then each row's cells, a cell's lines joined by "\n".
+READ_TABLE_JS = """
+(selector) => {
+  const table = document.querySelector(selector);
+  const cell = (td) => {
+    const lines = td.querySelectorAll('.inst');
+    return lines.length ? Array.from(lines, (line) => line.textContent).join('\\n') : td.textContent;
+  };
+  return {
+    header: Array.from(table.querySelectorAll('thead th'), (th) => th.textContent),
+    rows: Array.from(table.querySelectorAll('tbody tr'), (tr) => Array.from(tr.querySelectorAll('td'), cell)),
+  };
+}
+"""
+
+
+def require_chromium() -> None:
+    if CHROMIUM.exists():
+        return
+    message = f"{CHROMIUM} is missing: apt-get install -y chromium"
+    if os.environ.get("INCA_REQUIRE_BROWSER") == "1":
+        pytest.fail(message + " (INCA_REQUIRE_BROWSER=1: browser tests must run)")
+    pytest.skip(message)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def start_streamlit(env: dict[str, str], port: int) -> subprocess.Popen[bytes]:
+    command = [sys.executable, "-m", "streamlit", "run", "dashboard/app.py", "--server.headless", "true",
+               "--server.address", "127.0.0.1", "--server.port", str(port), "--browser.gatherUsageStats", "false",
+               "--server.fileWatcherType", "none"]
+    return subprocess.Popen(command, cwd=PROJECT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+
+def wait_healthy(process: subprocess.Popen[bytes], base: str, timeout_s: float = STARTUP_TIMEOUT_S) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"streamlit exited with {process.returncode}: {process.stderr.read().decode()[-2000:]}"
+                               if process.stderr else "streamlit exited")
+        try:
+            with urllib.request.urlopen(f"{base}/_stcore/health", timeout=2) as answer:
+                if answer.read().decode().strip() == "ok":
+                    return
+        except OSError:
+            pass
+        time.sleep(0.2)
+    raise TimeoutError(f"streamlit did not answer /_stcore/health within {timeout_s} s")
+
+
+def stop(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=5)
+
+
+@pytest.fixture(scope="module")
+def app_url(loaded_db_session: Database) -> Iterator[str]:
+    require_chromium()
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    process = start_streamlit({**os.environ, **loaded_db_session.env()}, port)
+    try:
+        wait_healthy(process, base)
+        yield base
+    finally:
+        stop(process)
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    require_chromium()
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        instance = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
+        try:
+            yield instance
+        finally:
+            instance.close()
+
+
+@pytest.fixture
+def page(browser: Any) -> Iterator[Any]:
+    context = browser.new_context(viewport={"width": 1600, "height": 1800})
+    try:
+        yield context.new_page()
+    finally:
+        context.close()
+
+
+def open_and_wait(page: Any, url: str, selector: str) -> None:
+    """Streamlit's shell appears first: wait for our content, then for the script run to finish."""
+    page.goto(url)
+    page.wait_for_selector(selector, timeout=PAGE_TIMEOUT_MS)
+    page.wait_for_selector('[data-testid="stStatusWidget"]', state="detached", timeout=PAGE_TIMEOUT_MS)
+
+
+def screenshot(page: Any, name: str) -> None:
+    """The whole page: Streamlit scrolls inside its main container, so grow the viewport to fit it."""
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    height = page.evaluate("() => document.querySelector('[data-testid=\"stMain\"]')?.scrollHeight ?? 0")
+    size = page.viewport_size
+    page.set_viewport_size({"width": size["width"], "height": max(size["height"], min(int(height) + 40, 8000))})
+    page.wait_for_timeout(200)
+    page.screenshot(path=str(ARTIFACTS / name))
+    page.set_viewport_size(size)
+
+
+def shown_table(page: Any) -> tuple[list[str], list[list[str]]]:
+    found = page.evaluate(READ_TABLE_JS, "table.inca-compare")
+    return found["header"], found["rows"]
+
+
+def test_compare_page_shows_core_compare(app_url: str, page: Any, loaded_db: Database) -> None:
+    open_and_wait(page, app_url + "/", "table.inca-compare")
+    header, rows = shown_table(page)
+    expected = compare([product.key for product in catalog.products()], list(params.DEFAULT_CODES))
+    frame = expected.to_frame()
+    assert header == list(frame.columns)
+    assert rows == frame.values.tolist()
+    # spot checks against the cells themselves: one confirmed, one unconfirmed, one missing, one multi-instance
+    by_code = {row[0]: row for row in rows}
+    labels = {product.key: 2 + position for position, product in enumerate(expected.products)}
+    for code, key in (("A4200_1", "samsung_health_v1"), ("A4200_1", "hanwha_health_v1"),
+                      ("A4101", "samsung_health_v1"), ("A4210", "samsung_health_v1")):
+        assert by_code[code][labels[key]] == expected.cell(code, key).display_text
+    styles = page.evaluate("""() => {
+        const td = document.querySelector('table.inca-compare td[data-status="NOT_AVAILABLE"] .inst');
+        const grey = document.querySelector('table.inca-compare td[data-status="UNCONFIRMED"] .inst');
+        return [getComputedStyle(td).textDecorationLine, getComputedStyle(grey).fontStyle];
+    }""")
+    assert styles == ["line-through", "italic"]
+    assert page.locator('[data-testid="stExpander"] details[open]').count() == 0  # evidence collapsed
+    with page.expect_download(timeout=PAGE_TIMEOUT_MS) as download:
+        page.get_by_role("button", name="CSV").click()
+    data = Path(download.value.path()).read_bytes()
+    assert data.startswith(b"\xef\xbb\xbf")
+    assert exports.read_csv(data).values.tolist() == rows
+    screenshot(page, "compare.png")
+    page.locator('[data-testid="stExpander"] summary').first.click()
+    page.wait_for_timeout(300)
+    page.locator('[data-testid="stExpander"]').first.screenshot(path=str(ARTIFACTS / "compare_evidence.png"))
+    assert page.locator('[data-testid="stExpander"] details[open]').count() == 1
+
+
+def test_shared_url_opens_that_comparison(app_url: str, page: Any, loaded_db: Database) -> None:
+    open_and_wait(page, app_url + "/?p=kb_health_v1,samsung_health_v1,lotte_health_v1&c=A4104_1,A4101", "table.inca-compare")
+    header, rows = shown_table(page)
+    expected = compare(["kb_health_v1", "samsung_health_v1", "lotte_health_v1"], ["A4104_1", "A4101"]).to_frame()
+    assert header == ["코드", "담보명", "KB손해보험", "삼성화재", "롯데손해보험"]
+    assert rows == expected.values.tolist()
+    chips = page.locator('[data-testid="stMultiSelect"]').first.locator(".react-aria-ComboBox [data-tag]")
+    assert [chips.nth(i).get_attribute("aria-label") for i in range(chips.count())] == \
+        ["KB손해보험", "삼성화재", "롯데손해보험"]
+    assert "p=kb_health_v1%2Csamsung_health_v1%2Clotte_health_v1" in page.url or \
+        "p=kb_health_v1,samsung_health_v1,lotte_health_v1" in page.url
+    screenshot(page, "compare_shared_url.png")
+
+
+def test_catalog_and_status_pages_render(app_url: str, page: Any, loaded_db: Database) -> None:
+    open_and_wait(page, app_url + "/catalog", "table.inca-catalog")
+    codes = page.locator("table.inca-catalog tbody tr td.code").all_inner_texts()
+    assert sorted(codes) == sorted(coverage.code for coverage in catalog.coverages())
+    screenshot(page, "catalog.png")
+    open_and_wait(page, app_url + "/status", ".inca-badge")
+    assert page.locator('.inca-badge[data-state="INTACT"]').count() == 1
+    page.wait_for_selector('[data-testid="stVegaLiteChart"] canvas, [data-testid="stVegaLiteChart"] svg',
+                           timeout=PAGE_TIMEOUT_MS)
+    screenshot(page, "status.png")

@@ -1,0 +1,439 @@
+"""The dashboard, driven in-process with Streamlit's AppTest against the real loaded database.
+
+The comparison table is static HTML (st.html, so it cannot be sorted by amount): tests parse it and
+compare it cell by cell with core.compare for the same selection.
+"""
+
+from __future__ import annotations
+
+import html
+import io
+import re
+from collections.abc import Iterator
+from html.parser import HTMLParser
+from typing import Any
+
+import pandas as pd
+import psycopg
+import pytest
+from streamlit.delta_generator import DeltaGenerator
+from streamlit.testing.v1 import AppTest
+
+from core import catalog, compare, db, forbidden_language
+from core.comparison import STATUS_LABELS
+from dashboard.lib import exports, params, status_view
+from tests.conftest import PROJECT, Database, PgServer
+
+APP = str(PROJECT / "dashboard" / "app.py")
+DEFAULT_CODES = list(params.DEFAULT_CODES)
+DOWN_URL = "postgresql://inca_reader:s3cret-pw@127.0.0.1:1/inca"
+
+
+# --- helpers -----------------------------------------------------------------------------------
+
+class TableParser(HTMLParser):
+    """Header texts and cell texts of the first <table>; a cell's lines are its `.inst` divs."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.header: list[str] = []
+        self.rows: list[list[str]] = []
+        self._cell: list[str] | None = None
+        self._lines: list[str] = []
+        self._in_inst = False
+        self._done = False
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if self._done:
+            return
+        if tag == "tr":
+            self.rows.append([])
+        elif tag in ("td", "th"):
+            self._cell, self._lines = [], []
+        elif tag == "div" and self._cell is not None and "inst" in (dict(attrs).get("class") or "").split():
+            self._lines.append("")
+            self._in_inst = True
+
+    def handle_data(self, data: str) -> None:
+        if self._cell is None:
+            return
+        if self._in_inst:
+            self._lines[-1] += data
+        else:
+            self._cell.append(data)
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "div":
+            self._in_inst = False
+        elif tag in ("td", "th") and self._cell is not None:
+            text = "\n".join(self._lines) if self._lines else "".join(self._cell)
+            self.rows[-1].append(text)
+            self._cell = None
+        elif tag == "table":
+            self._done = True
+
+
+def parse_table(markup: str) -> pd.DataFrame:
+    parser = TableParser()
+    parser.feed(markup)
+    header, *rows = parser.rows
+    return pd.DataFrame(rows, columns=header)
+
+
+def walk(node: Any) -> Iterator[Any]:
+    """Every element and block of the tree in page order."""
+    for child in getattr(node, "children", {}).values():
+        yield child
+        yield from walk(child)
+
+
+def compare_table(at: AppTest) -> pd.DataFrame:
+    markup = [element.value for element in at.html if "inca-compare" in element.value]
+    assert len(markup) == 1, "expected exactly one comparison table"
+    return parse_table(markup[0])
+
+
+def assert_same_table(shown: pd.DataFrame, expected: pd.DataFrame) -> None:
+    assert list(shown.columns) == list(expected.columns)
+    assert shown.astype(str).values.tolist() == expected.astype(str).values.tolist()
+
+
+def run(at: AppTest) -> AppTest:
+    at.run()
+    assert not at.exception, [exception.value for exception in at.exception]
+    return at
+
+
+def new_app(query: dict[str, str] | None = None) -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=60)
+    if query:
+        at.query_params.update(query)
+    return at
+
+
+def all_product_keys() -> list[str]:
+    return [product.key for product in catalog.products()]
+
+
+# --- the compare page ----------------------------------------------------------------------------
+
+def test_default_compare_page_shows_core_compare(loaded_db: Database) -> None:
+    at = run(new_app())
+    assert not at.error and not at.warning
+    assert_same_table(compare_table(at), compare(all_product_keys(), DEFAULT_CODES).to_frame())
+    assert at.query_params == {"p": ",".join(all_product_keys()), "c": ",".join(DEFAULT_CODES)}
+    evidence = [block for block in walk(at.main) if getattr(block, "type", None) == "expander"
+                and block.label == "근거자료 (원문)"]
+    assert len(evidence) == len(DEFAULT_CODES)
+    assert not any(block.proto.expanded for block in evidence)  # collapsed by default
+
+
+def test_explanations_and_evidence_are_verbatim(loaded_db: Database) -> None:
+    at = run(new_app({"p": "samsung_health_v1,hanwha_health_v1", "c": "A4210,A4200_1"}))
+    expected = compare(["samsung_health_v1", "hanwha_health_v1"], ["A4210", "A4200_1"])
+    page = "\n".join(element.value for element in at.html)
+    for explanation in expected.explanations():
+        assert html.escape(explanation.sentence) in page
+    snippets = [instance.proposal_evidence.snippet for _, cells in expected.rows() for cell in cells
+                for instance in cell.instances if instance.proposal_evidence]
+    assert snippets
+    for snippet in snippets:
+        assert f"<pre>{html.escape(snippet)}</pre>" in page  # line breaks kept, nothing edited
+
+
+def test_selection_change_keeps_the_chosen_order(loaded_db: Database) -> None:
+    at = run(new_app())
+    chosen = ["samsung_health_v1", "db_health_v1", "kb_health_v1"]  # not alphabetical
+    codes = ["A4101", "A4200_1", "A4104_1"]
+    at.multiselect(key="sel_products").set_value(chosen)
+    at.multiselect(key="sel_codes").set_value(codes)
+    run(at)
+    expected = compare(chosen, codes)
+    assert_same_table(compare_table(at), expected.to_frame())
+    assert list(compare_table(at).columns[2:]) == [product.label for product in expected.products]
+    assert at.query_params == {"p": ",".join(chosen), "c": ",".join(codes)}
+
+
+def test_url_opens_the_same_comparison_and_follows_changes(loaded_db: Database) -> None:
+    at = run(new_app({"p": "kb_health_v1,samsung_health_v1,lotte_health_v1", "c": "A4104_1,A4101"}))
+    assert at.multiselect(key="sel_products").value == ["kb_health_v1", "samsung_health_v1", "lotte_health_v1"]
+    assert at.multiselect(key="sel_codes").value == ["A4104_1", "A4101"]
+    assert_same_table(compare_table(at),
+                      compare(["kb_health_v1", "samsung_health_v1", "lotte_health_v1"], ["A4104_1", "A4101"]).to_frame())
+    at.multiselect(key="sel_codes").select("A4105")
+    run(at)
+    assert at.query_params["c"] == "A4104_1,A4101,A4105"
+    assert at.query_params["p"] == "kb_health_v1,samsung_health_v1,lotte_health_v1"
+
+
+def test_invalid_url_values_are_named_and_dropped(loaded_db: Database) -> None:
+    at = run(new_app({"p": "samsung_health_v1,nope_v9,[x](https://example.com)", "c": "a4200_1,Z9999,not-a-code"}))
+    warnings = " ".join(warning.value for warning in at.warning)
+    assert "\\[x\\]\\(https\\:" in warnings  # user input is escaped: no link can be injected
+    warnings = warnings.replace("\\", "")
+    assert "nope_v9" in warnings and "Z9999" in warnings and "not-a-code" in warnings
+    assert not at.error
+    assert_same_table(compare_table(at), compare(["samsung_health_v1"], ["A4200_1"]).to_frame())
+    assert at.query_params == {"p": "samsung_health_v1", "c": "A4200_1"}
+
+
+def test_url_with_nothing_valid_falls_back_to_defaults(loaded_db: Database) -> None:
+    at = run(new_app({"p": "unknown", "c": "A0000"}))
+    assert len(at.warning) == 2
+    assert_same_table(compare_table(at), compare(all_product_keys(), DEFAULT_CODES).to_frame())
+
+
+def test_empty_selection_asks_for_a_choice(loaded_db: Database) -> None:
+    at = run(new_app())
+    at.multiselect(key="sel_products").set_value([])
+    run(at)
+    assert not [element for element in at.html if "inca-compare" in element.value]
+    assert any("비교표가 표시됩니다" in info.value for info in at.info)
+
+
+def test_category_button_adds_its_coverages(loaded_db: Database) -> None:
+    at = run(new_app({"c": "A4200_1"}))
+    at.multiselect(key="sel_categories").set_value(["사망"])
+    run(at)
+    at.button[0].click()
+    run(at)
+    assert at.multiselect(key="sel_codes").value == ["A4200_1", "A1100", "A1300"]
+
+
+def test_unmatched_coverages_are_listed_per_product(loaded_db: Database) -> None:
+    at = run(new_app({"p": "kb_health_v1,db_health_v1", "c": "A4101"}))
+    unmatched = compare(["kb_health_v1", "db_health_v1"], ["A4101"]).unmatched_frame()
+    labels = [block.label for block in walk(at.main) if getattr(block, "type", None) == "expander"]
+    assert labels[-2:] == [f"KB손해보험 · {(unmatched.product_key == 'kb_health_v1').sum()}건",
+                           f"DB손해보험 · {(unmatched.product_key == 'db_health_v1').sum()}건"]
+    tables = [parse_table(element.value) for element in at.html if "inca-unmatched" in element.value]
+    shown = pd.concat(tables)
+    assert shown["보험사 담보명"].tolist() == unmatched["coverage_name_raw"].tolist()
+    assert shown["금액 (가입설계서 표기)"].tolist() == unmatched["display_text"].tolist()
+
+
+def test_audit_footer_names_the_lineage(loaded_db: Database) -> None:
+    at = run(new_app())
+    footer = at.caption[-1].value.replace("\\", "")
+    assert "PASS" in footer and "freeze/pre-10b2g2-20251229-024400" in footer and "c6fad903c478" in footer
+    assert "INTACT" in footer
+
+
+# --- exports -------------------------------------------------------------------------------------
+
+@pytest.fixture
+def downloads(monkeypatch: pytest.MonkeyPatch) -> dict[str, bytes]:
+    """The bytes each download button was given, by file extension."""
+    captured: dict[str, bytes] = {}
+    original = DeltaGenerator.download_button
+
+    def record(self: DeltaGenerator, label: str, data: Any, file_name: str | None = None, *args: Any,
+               **kwargs: Any) -> Any:
+        captured[str(file_name).rsplit(".", 1)[-1]] = data() if callable(data) else data  # deferred: built on click
+        return original(self, label, data, file_name, *args, **kwargs)
+
+    monkeypatch.setattr(DeltaGenerator, "download_button", record)
+    return captured
+
+
+def test_exports_are_exactly_the_shown_table(loaded_db: Database, downloads: dict[str, bytes]) -> None:
+    at = run(new_app({"p": "samsung_health_v1,hanwha_health_v1,db_health_v1", "c": "A4210,A4103,A4104_1"}))
+    shown = compare_table(at)
+    data = downloads["csv"]
+    assert data.startswith(b"\xef\xbb\xbf")  # UTF-8 BOM: Excel opens Korean text correctly
+    assert_same_table(exports.read_csv(data), shown)
+    workbook = pd.read_excel(io.BytesIO(downloads["xlsx"]), sheet_name=None, dtype=str, keep_default_na=False)
+    assert list(workbook) == ["비교표", "상세", "감사"]
+    assert_same_table(workbook["비교표"], shown)
+    detail = workbook["상세"]
+    assert set(detail["status"]) <= set(STATUS_LABELS)
+    expected = compare(["samsung_health_v1", "hanwha_health_v1", "db_health_v1"], ["A4210", "A4103", "A4104_1"])
+    assert detail["display_text"].tolist() == expected.to_long_frame()["display_text"].tolist()
+    assert "000만원" in detail["value_text"].tolist()  # text stays text: never turned into the number 0
+
+
+# --- catalog and status --------------------------------------------------------------------------
+
+def test_status_counts_partition_each_insurers_coverages(loaded_db: Database) -> None:
+    frame = catalog.status_counts()
+    assert frame["insurer_key"].tolist() == sorted(frame["insurer_key"])
+    assert int(frame[["confirmed", "unconfirmed", "unmatched"]].to_numpy().sum()) == 297
+    assert int(frame["unmatched"].sum()) == 79
+    chart = status_view.completeness_chart(frame).to_dict()
+    assert chart["encoding"]["x"]["sort"] == frame["insurer"].tolist()  # key order, never by a count
+
+
+def catalog_codes(at: AppTest) -> list[str]:
+    return [code for element in at.html if "inca-catalog" in element.value
+            for code in parse_table(element.value)["코드"]]
+
+
+def test_catalog_lists_every_coverage_and_filters(loaded_db: Database) -> None:
+    at = new_app()
+    run(at)
+    at.switch_page("pages/catalog.py")
+    run(at)
+    assert sorted(catalog_codes(at)) == sorted(coverage.code for coverage in catalog.coverages())
+    at.text_input(key="catalog_search").input("유사 암")  # spaces ignored
+    run(at)
+    found = catalog_codes(at)
+    assert "A4210" in found and "A4200_1" in found and "A1100" not in found
+    at.text_input(key="catalog_search").input("")
+    at.multiselect(key="catalog_categories").set_value(["사망"])
+    run(at)
+    assert catalog_codes(at) == ["A1100", "A1300"]
+
+
+def test_status_page_shows_intact_lock(loaded_db: Database) -> None:
+    at = new_app()
+    run(at)
+    at.switch_page("pages/status.py")
+    run(at)
+    badges = [element.value for element in at.html if "inca-badge" in element.value]
+    assert 'data-state="INTACT"' in badges[0]
+    assert not at.error
+    assert at.get("vega_lite_chart"), "the completeness chart is drawn"
+    counts = at.table[0].value
+    assert "amount_fact" in counts["테이블"].tolist() and set(counts["일치"]) == {"✓"}
+
+
+@pytest.fixture
+def broken_db(fresh_loaded_db: Database) -> Database:
+    with psycopg.connect(db.psycopg_conninfo(fresh_loaded_db.admin), autocommit=True) as conn:
+        conn.execute("SET session_replication_role = replica")  # superuser bypass of the lock triggers
+        conn.execute("UPDATE amount_fact SET value_text = '1억원' WHERE amount_id = "
+                     "(SELECT amount_id FROM amount_fact WHERE status = 'CONFIRMED' LIMIT 1)")
+    return fresh_loaded_db
+
+
+def test_broken_lock_is_shown_on_status_and_above_the_table(broken_db: Database) -> None:
+    at = run(new_app())
+    elements = list(walk(at.main))
+    alert = next(i for i, element in enumerate(elements) if getattr(element, "type", None) == "error"
+                 and "BROKEN" in element.value)
+    table_at = next(i for i, element in enumerate(elements) if getattr(element, "type", None) == "html"
+                    and "inca-compare" in element.value)
+    assert alert < table_at
+    at.switch_page("pages/status.py")
+    run(at)
+    assert 'data-state="BROKEN"' in next(element.value for element in at.html if "inca-badge" in element.value)
+    assert any("BROKEN" in error.value for error in at.error)
+
+
+# --- failures the user can cause -------------------------------------------------------------------
+
+@pytest.mark.parametrize("page", [None, "pages/catalog.py", "pages/status.py"])
+def test_database_down_is_a_clear_error_on_every_page(page: str | None, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DATABASE_URL", DOWN_URL)
+    monkeypatch.delenv("INCA_ADMIN_URL", raising=False)
+    at = run(new_app())
+    if page:
+        at.switch_page(page)
+        run(at)
+    assert at.error, "an st.error explains the failure"
+    message = at.error[0].value
+    assert "데이터베이스에 연결할 수 없습니다" in message and "127" in message
+    assert "s3cret-pw" not in message
+    assert any(button.label == "다시 시도" for button in at.button)
+
+
+def test_malformed_setting_is_reported(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DATABASE_URL", "mysql://u:p@h/db")
+    at = run(new_app())
+    assert "설정 값이 올바르지 않습니다" in at.error[0].value and "DATABASE\\_URL" in at.error[0].value
+
+
+def test_retry_after_the_database_is_back(loaded_db: Database, monkeypatch: pytest.MonkeyPatch) -> None:
+    good = loaded_db.env()
+    monkeypatch.setenv("DATABASE_URL", DOWN_URL)
+    at = run(new_app())
+    assert at.error
+    monkeypatch.setenv("DATABASE_URL", good["DATABASE_URL"])
+    next(button for button in at.button if button.label == "다시 시도").click()
+    run(at)
+    assert not at.error
+    assert_same_table(compare_table(at), compare(all_product_keys(), DEFAULT_CODES).to_frame())
+
+
+def test_next_rerun_works_after_the_server_dropped_every_connection(loaded_db: Database, server: PgServer) -> None:
+    at = run(new_app())
+    with psycopg.connect(server.conninfo(), autocommit=True) as conn:  # what a restart does to pooled connections
+        conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s AND pid <> "
+                     "pg_backend_pid()", (loaded_db.name,))
+    at.multiselect(key="sel_codes").set_value(["A4102", "A4209"])  # not cached: needs a new connection
+    run(at)
+    assert not at.error
+    assert_same_table(compare_table(at), compare(all_product_keys(), ["A4102", "A4209"]).to_frame())
+
+
+def test_configured_empty_database_explains_how_to_load(fresh_db: Database) -> None:
+    at = run(new_app())
+    assert any("적재되지 않았습니다" in warning.value for warning in at.warning)
+    assert any("python -m core load" in code.value for code in at.code)
+    assert not [element for element in at.html if "inca-compare" in element.value]
+    at.switch_page("pages/status.py")
+    run(at)
+    assert 'data-state="UNLOADED"' in next(element.value for element in at.html if "inca-badge" in element.value)
+
+
+def test_first_start_on_embedded_database_loads_once(server: PgServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+
+    if os.environ.get("INCA_TEST_SERVER_URL", "").strip():
+        pytest.skip("the first-start load applies to the embedded server only")
+    from core import embedded
+
+    # The session's embedded server is the one the app would start (INCA_DATA_DIR=.inca-test);
+    # its project database is emptied here, and left empty again (as the server fixture made it).
+    def empty_project_database() -> None:
+        db.dispose_all()
+        server.drop(embedded.DATABASE_NAME)
+        with psycopg.connect(server.conninfo(), autocommit=True) as conn:
+            conn.execute(f'CREATE DATABASE "{embedded.DATABASE_NAME}"')  # constant name
+
+    empty_project_database()
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+    monkeypatch.delenv("INCA_ADMIN_URL", raising=False)
+    try:
+        at = run(new_app())
+        states = [block for block in walk(at.main) if getattr(block, "type", None) == "status"]
+        assert states and states[0].state == "complete" and "적재 완료" in states[0].label
+        assert_same_table(compare_table(at), compare(all_product_keys(), DEFAULT_CODES).to_frame())
+        at2 = run(new_app())  # a second session: no second load
+        assert not [block for block in walk(at2.main) if getattr(block, "type", None) == "status"]
+    finally:
+        empty_project_database()
+
+
+# --- wording -------------------------------------------------------------------------------------
+
+def test_ui_text_states_facts_only(loaded_db: Database) -> None:
+    """Every generated text (titles, captions, labels, alerts) passes the forbidden-language check."""
+    at = new_app()
+    run(at)
+    texts: list[str] = []
+    for page in (None, "pages/catalog.py", "pages/status.py"):
+        if page:
+            at.switch_page(page)
+            run(at)
+        for element in walk(at.main):
+            kind = getattr(element, "type", None)
+            if kind in ("title", "subheader", "header", "caption", "markdown", "info", "warning", "error", "success"):
+                texts.append(str(element.value))
+            elif kind in ("expander", "status"):
+                texts.append(element.label)
+            elif kind in ("button", "multiselect", "text_input", "download_button"):
+                texts += [element.label, getattr(element, "placeholder", "") or "", element.help or ""]
+    texts += [element.value for element in at.html if "inca-legend" in element.value]
+    violations = {text: forbidden_language.find_violations(text) for text in texts}
+    assert {text: found for text, found in violations.items() if found} == {}
+
+
+def test_dashboard_source_strings_state_facts_only() -> None:
+    """Every Korean string literal in dashboard/ (labels, messages, captions) passes the same check."""
+    found = {}
+    for path in sorted((PROJECT / "dashboard").rglob("*.py")):
+        for literal in re.findall(r'"([^"\n]*[가-힣][^"\n]*)"', path.read_text(encoding="utf-8")):
+            if forbidden_language.find_violations(literal):
+                found[f"{path.name}: {literal}"] = forbidden_language.find_violations(literal)
+    assert found == {}
