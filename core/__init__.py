@@ -7,13 +7,14 @@ The public API (a contract for the dashboard, the HTTP API and notebooks):
     cmp = core.compare(["samsung", "kb_health_v1"], ["A4200_1", "A4101"])
     cmp.to_frame(); cmp.to_long_frame(); cmp.explanations(); cmp.audit
     core.status()                                # lock, counts, database (and backup) health
+    core.search.find_coverages("암 진단금")          # suggest codes for an insurer's or analyst's name
 
 Amounts are `value_text` exactly as printed: never parsed, sorted, ranked or summed.
 """
 
 from __future__ import annotations
 
-from core import catalog, explain, forbidden_language
+from core import catalog, explain, forbidden_language, search
 from core.comparison import (
     CONFIRMED,
     NOT_AVAILABLE,
@@ -36,6 +37,7 @@ from core.errors import (
     SelectionError,
 )
 from core.forbidden_language import ForbiddenLanguageError, find_violations, validate_text
+from core.loader import ensure_loaded
 from core.status import StatusReport
 from core.status import collect as status
 
@@ -60,9 +62,11 @@ __all__ = [
     "StatusReport",
     "catalog",
     "compare",
+    "ensure_loaded",
     "explain",
     "find_violations",
     "forbidden_language",
+    "search",
     "status",
     "validate_text",
 ]

@@ -11,7 +11,7 @@ import csv
 import hashlib
 import json
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
@@ -20,11 +20,12 @@ from typing import Any
 import yaml
 
 from core.errors import DatasetError
+from core.search_vectors import FEATURE_VERSION, embed
 
 MANIFEST = "manifest.json"
 TABLE_ORDER = (
     "insurer", "product", "product_variant", "document", "coverage_canonical",
-    "coverage_instance", "evidence_ref", "amount_fact",
+    "coverage_instance", "evidence_ref", "amount_fact", "coverage_alias",
 )
 COLUMNS: dict[str, tuple[str, ...]] = {
     "insurer": ("insurer_id", "insurer_key", "mapping_code", "name_ko", "name_en", "insurer_type"),
@@ -41,6 +42,9 @@ COLUMNS: dict[str, tuple[str, ...]] = {
     ),
     "amount_fact": (
         "amount_id", "instance_id", "status", "value_text", "source_doc_type", "source_priority", "evidence_id", "notes",
+    ),
+    "coverage_alias": (
+        "alias_id", "coverage_code", "alias_text", "source", "insurer_key", "feature_version", "embedding",
     ),
 }
 PROPOSAL = "가입설계서"
@@ -281,7 +285,39 @@ def read_bundle(root: Path) -> LoadBundle:
             rows["amount_fact"].append((_new_id(), instance_id, amount["status"], amount.get("value_text"),
                                         amount.get("source_doc_type"), amount.get("source_priority"), evidence_id,
                                         json.dumps(amount.get("notes") or [], ensure_ascii=False)))
+    rows["coverage_alias"] = coverage_aliases(bundle)
     return bundle
+
+
+def vector_literal(vector: Sequence[float]) -> str:
+    """pgvector's text form ('[x,y,...]'): what COPY's text format and a CAST(:param AS vector) accept."""
+    return "[" + ",".join(repr(float(x)) for x in vector) + "]"
+
+
+def coverage_aliases(bundle: LoadBundle) -> list[tuple[Any, ...]]:
+    """The search index rows: every canonical spelling, every distinct (insurer, raw name, code) of
+    the workbook, then card raw names the workbook lacks; one row per (code, text, insurer).
+
+    Vectors are computed here, in Python, so the database needs no embedding code and the stored
+    vectors are exactly what `core.search` computes for a query.
+    """
+    found: dict[tuple[str, str, str | None], str] = {}  # (code, text as printed, insurer) -> source
+    for code, name, other_names in bundle.rows["coverage_canonical"]:
+        for spelling in (name, *other_names):
+            found.setdefault((code, spelling, None), "canonical")
+    for m in bundle.mapping:
+        found.setdefault((m.coverage_code, m.raw_name, m.insurer_key), "workbook")
+    insurer_keys = {row[0]: row[1] for row in bundle.rows["insurer"]}
+    for instance in bundle.rows["coverage_instance"]:
+        if instance[4] is not None:
+            found.setdefault((instance[4], instance[5], insurer_keys[instance[1]]), "card")
+    vectors: dict[str, str] = {}  # the same text under several insurers is embedded once
+    aliases = []
+    for (code, alias_text, insurer_key), source in found.items():
+        if alias_text not in vectors:
+            vectors[alias_text] = vector_literal(embed(alias_text))
+        aliases.append((_new_id(), code, alias_text, source, insurer_key, FEATURE_VERSION, vectors[alias_text]))
+    return aliases
 
 
 def _evidence_pack(root: Path) -> dict[tuple[str, str], list[dict[str, Any]]]:

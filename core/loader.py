@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import json
 import re
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 import psycopg
@@ -56,7 +57,9 @@ def pre_audit(bundle: LoadBundle) -> list[str]:
                 failures.append(f"{where}: CONFIRMED without value_text")
             elif evidence_id not in evidence:
                 failures.append(f"{where}: CONFIRMED without proposal evidence")
-            elif _squash(value_text) not in _squash(evidence[evidence_id][5]):
+            # The plain substring test first: when it holds, the whitespace-free one holds too, and it
+            # spares two regex passes per fact (seconds at a million facts).
+            elif value_text not in evidence[evidence_id][5] and _squash(value_text) not in _squash(evidence[evidence_id][5]):
                 failures.append(f"{where}: value_text {value_text!r} not found in its proposal snippet")
             if source_doc_type != PROPOSAL:
                 failures.append(f"{where}: CONFIRMED amount sourced from {source_doc_type!r}, not {PROPOSAL}")
@@ -83,41 +86,155 @@ _POST_AUDIT_SQL = text(
     LEFT JOIN evidence_ref e ON e.evidence_id = af.evidence_id
     WHERE af.status = 'CONFIRMED'
       AND (e.snippet IS NULL
-           OR strpos(regexp_replace(e.snippet, '\\s', '', 'g'), regexp_replace(af.value_text, '\\s', '', 'g')) = 0)
+           -- plain strpos first: when it finds the value the whitespace-free test would too (cheap filter)
+           OR (strpos(e.snippet, af.value_text) = 0
+               AND strpos(regexp_replace(e.snippet, '\\s', '', 'g'), regexp_replace(af.value_text, '\\s', '', 'g')) = 0))
     """
 )
 
 
 def live_counts(conn: Connection) -> dict[str, int]:
-    """Row counts of every table plus the status split, in one round trip."""
+    """Row counts of every table plus the status split, in one round trip (two before schema 004)."""
+    # A database not yet migrated to 004 (a reader cannot migrate) has no search index: report 0 rows
+    # rather than fail the whole status.
+    has_alias = conn.execute(text("SELECT to_regclass('public.coverage_alias') IS NOT NULL")).scalar_one()
+    alias_count = "(SELECT count(*) FROM coverage_alias)" if has_alias else "0"  # constant SQL, never input
     row = conn.execute(
         text(
-            """
+            f"""
             SELECT (SELECT count(*) FROM insurer), (SELECT count(*) FROM product),
                    (SELECT count(*) FROM product_variant), (SELECT count(*) FROM document),
-                   (SELECT count(*) FROM coverage_canonical), (SELECT count(*) FROM coverage_instance),
-                   (SELECT count(*) FROM coverage_instance WHERE coverage_code IS NULL),
-                   (SELECT count(*) FROM evidence_ref), (SELECT count(*) FROM amount_fact),
-                   (SELECT count(*) FROM amount_fact WHERE status = 'CONFIRMED'),
-                   (SELECT count(*) FROM amount_fact WHERE status = 'UNCONFIRMED'),
+                   (SELECT count(*) FROM coverage_canonical), ci.total, ci.unmatched,
+                   (SELECT count(*) FROM evidence_ref), af.total, af.confirmed, af.unconfirmed,
+                   {alias_count},
                    (SELECT count(*) FROM audit_runs)
+            -- one pass over each big table for its total and its split (was three over amount_fact)
+            FROM (SELECT count(*) AS total, count(*) FILTER (WHERE coverage_code IS NULL) AS unmatched
+                  FROM coverage_instance) AS ci,
+                 (SELECT count(*) AS total, count(*) FILTER (WHERE status = 'CONFIRMED') AS confirmed,
+                         count(*) FILTER (WHERE status = 'UNCONFIRMED') AS unconfirmed
+                  FROM amount_fact) AS af
             """
         )
     ).one()
     names = ("insurer", "product", "product_variant", "document", "coverage_canonical", "coverage_instance",
              "coverage_instance_unmatched", "evidence_ref", "amount_fact", "amount_fact_confirmed",
-             "amount_fact_unconfirmed", "audit_runs")
+             "amount_fact_unconfirmed", "coverage_alias", "audit_runs")
     return dict(zip(names, (int(value) for value in row), strict=True))
 
 
-def _copy(conn: Connection, bundle: LoadBundle, progress: Progress | None) -> None:
+# --- bulk path --------------------------------------------------------------------------------
+# The load only ever writes an empty database, inside one transaction. Maintaining every primary key,
+# unique key, foreign key and secondary index row by row while COPY runs (random uuid keys, one
+# foreign-key probe per row, an HNSW insert per alias) made a million facts take ~10 minutes on two
+# cores. So the keys and indexes of the tables about to be copied are dropped inside the load's
+# transaction and recreated right after COPY: sorted index builds and one validating join per foreign
+# key. The end state is the same schema, every constraint is still checked against every row before
+# anything commits, a violation still fails the load (AuditFailed), and a failed load rolls the DDL
+# back with the rows. CHECK and NOT NULL constraints and the lock triggers stay in place throughout.
+_DEFERRED_SQL = text(
+    """
+    WITH copied AS (SELECT to_regclass(name) AS oid FROM unnest(CAST(:tables AS text[])) AS name)
+    SELECT step, drop_sql, create_sql FROM (
+        -- foreign keys on the copied tables, or pointing into them (they depend on the keys below)
+        SELECT 1 AS step, c.conname AS name,
+               format('ALTER TABLE %s DROP CONSTRAINT %I', c.conrelid::regclass, c.conname) AS drop_sql,
+               format('ALTER TABLE %s ADD CONSTRAINT %I %s', c.conrelid::regclass, c.conname,
+                      pg_get_constraintdef(c.oid)) AS create_sql
+        FROM pg_constraint c
+        WHERE c.contype = 'f' AND (c.conrelid IN (SELECT oid FROM copied) OR c.confrelid IN (SELECT oid FROM copied))
+        UNION ALL
+        -- primary and unique keys of the copied tables
+        SELECT 2, c.conname,
+               format('ALTER TABLE %s DROP CONSTRAINT %I', c.conrelid::regclass, c.conname),
+               format('ALTER TABLE %s ADD CONSTRAINT %I %s', c.conrelid::regclass, c.conname, pg_get_constraintdef(c.oid))
+        FROM pg_constraint c
+        WHERE c.contype IN ('p', 'u') AND c.conrelid IN (SELECT oid FROM copied)
+        UNION ALL
+        -- every other index of the copied tables (btree, HNSW, ...)
+        SELECT 3, ic.relname, format('DROP INDEX %s', i.indexrelid::regclass), pg_get_indexdef(i.indexrelid)
+        FROM pg_index i JOIN pg_class ic ON ic.oid = i.indexrelid
+        WHERE i.indrelid IN (SELECT oid FROM copied)
+          AND NOT EXISTS (SELECT 1 FROM pg_constraint k WHERE k.conindid = i.indexrelid AND k.contype IN ('p', 'u', 'x'))
+    ) AS deferred
+    ORDER BY step, name
+    """
+)
+
+
+def _defer_keys_and_indexes(conn: Connection, tables: list[str]) -> list[tuple[int, str]]:
+    """Drop the keys and indexes of `tables` (in this transaction); returns how to recreate them."""
+    deferred = conn.execute(_DEFERRED_SQL, {"tables": tables}).all()
+    raw = conn.connection.driver_connection
+    for _step, drop_sql, _create_sql in deferred:
+        raw.execute(drop_sql)  # generated by the catalog query above (format with %I), never input
+    return [(step, create_sql) for step, _drop_sql, create_sql in deferred]
+
+
+def _truncate_if_empty(conn: Connection, tables: list[str]) -> bool:
+    """TRUNCATE the (empty) tables so COPY may FREEZE; False, touching nothing, if any holds a row.
+
+    COPY FREEZE is only allowed into a table created or truncated in the same transaction. It writes
+    the rows already frozen and all-visible: no hint-bit rewrite of every page by the first readers
+    after the load, no anti-wraparound vacuum of the whole market later, and the visibility map is set
+    at once, so counts can use index-only scans (status page). Truncating an empty table loses nothing.
+    """
+    raw = conn.connection.driver_connection
+    for table in tables:  # names from core.dataset.TABLE_ORDER, never input
+        if raw.execute(f"SELECT EXISTS (SELECT FROM {table})").fetchone()[0]:
+            return False
+    raw.execute(f"TRUNCATE {', '.join(tables)}")
+    return True
+
+
+def _rebuild(conn: Connection, deferred: list[tuple[int, str]]) -> None:
+    """Keys first (foreign keys need them), then the other indexes, then the foreign keys."""
+    raw = conn.connection.driver_connection
+    # Sorts and HNSW graphs are built in memory when they fit, and the joins that validate the foreign
+    # keys, the post-audit and the fingerprint hash in memory; both settings end with the transaction.
+    raw.execute("SET LOCAL maintenance_work_mem = '512MB'")
+    raw.execute("SET LOCAL work_mem = '128MB'")
+    for _step, create_sql in sorted(deferred, key=lambda item: {2: 0, 3: 1, 1: 2}[item[0]]):
+        raw.execute(create_sql)
+
+
+# Binary COPY spares the server the text parsing of every field and psycopg the text escaping: about
+# 1.8x the rows per second for evidence_ref (400 k rows: 4.3 s -> 2.4 s on two cores). Only for tables
+# whose columns all have one of these types and whose first row holds the matching Python types (what
+# core.dataset produces); jsonb and vector columns arrive as text, so their tables are copied as text.
+_BINARY_COPY_TYPES: dict[str, type | tuple[type, ...]] = {"uuid": uuid.UUID, "text": str, "int4": int, "int2": int,
+                                                          "date": date}
+
+
+def _binary_types(raw: psycopg.Connection, table: str, rows: list[tuple[object, ...]]) -> list[int] | None:
+    """The column type oids for a binary COPY of `rows` into `table`, or None to copy as text."""
+    found = raw.execute(
+        "SELECT a.atttypid::int, t.typname FROM unnest(%s::text[]) WITH ORDINALITY AS c(name, position) "
+        "JOIN pg_attribute a ON a.attrelid = to_regclass(%s) AND a.attname = c.name "
+        "JOIN pg_type t ON t.oid = a.atttypid ORDER BY c.position",
+        (list(COLUMNS[table]), table),
+    ).fetchall()
+    if not rows or len(found) != len(COLUMNS[table]):
+        return None
+    for (_oid, type_name), value in zip(found, rows[0], strict=True):
+        expected = _BINARY_COPY_TYPES.get(type_name)
+        if expected is None or (value is not None and not isinstance(value, expected)):
+            return None
+    return [oid for oid, _type_name in found]
+
+
+def _copy(conn: Connection, bundle: LoadBundle, progress: Progress | None, freeze: bool = False) -> None:
     raw = conn.connection.driver_connection
     assert isinstance(raw, psycopg.Connection)
     with raw.cursor() as cursor:
         for table in TABLE_ORDER:
             rows = bundle.rows[table]
             columns = ", ".join(COLUMNS[table])  # constants from core.dataset, never input
-            with cursor.copy(f"COPY {table} ({columns}) FROM STDIN") as copy:
+            types = _binary_types(raw, table, rows)
+            options = ", ".join([*(["FORMAT binary"] if types else []), *(["FREEZE"] if freeze else [])])
+            with cursor.copy(f"COPY {table} ({columns}) FROM STDIN" + (f" WITH ({options})" if options else "")) as copy:
+                if types:
+                    copy.set_types(types)
                 for written, row in enumerate(rows, start=1):
                     copy.write_row(row)
                     if progress is not None and written % 50_000 == 0:
@@ -152,7 +269,10 @@ def load_bundle(bundle: LoadBundle, engine: Engine, progress: Progress | None = 
                                   live_counts(conn))
             conn.execute(text("SELECT inca_open_audited_load()"))
             try:
-                _copy(conn, bundle, progress)
+                copied = [table for table in TABLE_ORDER if bundle.rows.get(table)]
+                deferred = _defer_keys_and_indexes(conn, copied)
+                _copy(conn, bundle, progress, freeze=_truncate_if_empty(conn, copied))
+                _rebuild(conn, deferred)
             except psycopg.errors.IntegrityError as error:
                 raise AuditFailed(f"the database refused a row ({error.diag.constraint_name or error.sqlstate}: "
                                   f"{error.diag.message_primary}); nothing was loaded", [str(error)]) from None
@@ -214,3 +334,19 @@ def load(dataset_root: Path | None = None, progress: Progress | None = None) -> 
         return load_bundle(bundle, db.admin_engine(), progress)
     except IntegrityError as error:  # a constraint SQLAlchemy saw before psycopg's copy did
         raise AuditFailed(f"the database refused a row ({error.orig}); nothing was loaded", [str(error)]) from None
+
+
+def ensure_loaded() -> LoadResult | None:
+    """Load the bundled dataset if the embedded database has never been loaded (notebooks, first
+    start); returns the load's result, or None when nothing had to be done.
+
+    A configured database (DATABASE_URL / INCA_ADMIN_URL) is left alone: its operator loads it with
+    `python -m core load`, and reading code must never write to it by accident.
+    """
+    if not db.connections().embedded:
+        return None
+    engine = db.admin_engine()
+    with db.translate_errors(engine.url), engine.connect() as conn:
+        if migrate.applied_version(conn) > 0 and loaded_run(conn) is not None:
+            return None
+    return load()

@@ -263,6 +263,28 @@ def test_status_counts_partition_each_insurers_coverages(loaded_db: Database) ->
     assert chart["encoding"]["x"]["sort"] == frame["insurer"].tolist()  # key order, never by a count
 
 
+def test_search_suggests_codes_and_adds_them_as_rows(loaded_db: Database) -> None:
+    from core import search
+
+    at = run(new_app({"p": "samsung_health_v1,kb_health_v1", "c": "A1100"}))
+    at.text_input(key="compare_search_query").input("뇌졸중 진단금")
+    run(at)
+    expected = search.find_coverages("뇌졸중 진단금", k=5)
+    shown = "\n".join(element.value for element in at.markdown)
+    assert all(match.code.replace("_", "\\_") in shown for match in expected)
+    at.button(key="compare_search_add_0").click()
+    run(at)
+    assert at.multiselect(key="sel_codes").value == ["A1100", expected[0].code]
+    assert list(compare_table(at)["코드"]) == ["A1100", expected[0].code]
+
+
+def test_search_without_letters_is_explained(loaded_db: Database) -> None:
+    at = run(new_app())
+    at.text_input(key="compare_search_query").input("!!!")
+    run(at)
+    assert any("검색어" in element.value for element in at.info)
+
+
 def catalog_codes(at: AppTest) -> list[str]:
     return [code for element in at.html if "inca-catalog" in element.value
             for code in parse_table(element.value)["코드"]]
@@ -282,6 +304,9 @@ def test_catalog_lists_every_coverage_and_filters(loaded_db: Database) -> None:
     at.multiselect(key="catalog_categories").set_value(["사망"])
     run(at)
     assert catalog_codes(at) == ["A1100", "A1300"]
+    at.text_input(key="catalog_search_query").input("암 진단금")
+    run(at)
+    assert "A4200\\_1" in "\n".join(element.value for element in at.markdown)
 
 
 def test_status_page_shows_intact_lock(loaded_db: Database) -> None:

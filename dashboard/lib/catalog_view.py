@@ -10,7 +10,7 @@ import streamlit as st
 
 from core import catalog
 from core.comparison import NOT_AVAILABLE, NOT_AVAILABLE_TEXT
-from dashboard.lib import data, table
+from dashboard.lib import data, search_box, table
 from dashboard.lib.text import esc
 
 SEARCH_KEY, CATEGORIES_KEY = "catalog_search", "catalog_categories"
@@ -56,12 +56,9 @@ def catalog_html(frame: pd.DataFrame, insurers: Sequence[str]) -> str:
 
 
 def semantic_search_slot() -> None:
-    """Slot for the pgvector 담보 검색 (core.search), to be wired in by the search work.
-
-    Contract: a text box whose query goes to core.search.find_coverages(query); the suggested canonical
-    codes (never amounts) are listed and can be added to the compare page's selection
-    (st.session_state["compare_selection"], see compare_view). Until then this renders nothing.
-    """
+    """담보 검색 (pgvector): canonical codes whose stored names are nearest to what the analyst typed."""
+    with st.expander("담보 검색 · 보험사 담보명이나 평소 쓰는 말로 표준 코드 찾기", expanded=False):
+        search_box.render("catalog_search")
 
 
 def render() -> None:

@@ -8,7 +8,7 @@ import streamlit as st
 
 from core import catalog
 from core.comparison import Comparison
-from dashboard.lib import data, exports, params, table
+from dashboard.lib import data, exports, params, search_box, table
 from dashboard.lib.text import md
 
 PRODUCTS_KEY, CODES_KEY, CATEGORIES_KEY = "sel_products", "sel_codes", "sel_categories"
@@ -20,6 +20,13 @@ def _add_category_codes(coverages: Sequence[catalog.Coverage]) -> None:
     current = list(st.session_state.get(CODES_KEY) or [])
     current += [c.code for c in coverages if c.category in chosen and c.code not in current]
     st.session_state[CODES_KEY] = current
+
+
+def _add_code(code: str) -> None:
+    """A search suggestion joins the rows (a callback: widget state may change only before the rerun)."""
+    current = list(st.session_state.get(CODES_KEY) or [])
+    if code not in current:
+        st.session_state[CODES_KEY] = [*current, code]
 
 
 def _init_widgets(products: Sequence[catalog.Product], coverages: Sequence[catalog.Coverage]) -> None:
@@ -70,6 +77,8 @@ def selection_widgets(products: Sequence[catalog.Product], coverages: Sequence[c
         codes = st.multiselect("담보 (코드나 이름을 입력해 검색, 선택한 순서대로 행이 놓입니다)", options, key=CODES_KEY,
                                format_func=lambda code: f"{code} · {by_code[code].name}", placeholder="담보 선택")
         st.button("이 분류의 담보 모두 추가", on_click=_add_category_codes, args=(coverages,), disabled=not categories)
+        with st.expander("담보 검색 · 보험사 담보명으로 표준 코드 찾기"):
+            search_box.render("compare_search", on_add=_add_code, chosen=frozenset(codes))
     selection = params.Selection(tuple(chosen), tuple(codes))
     st.session_state[STORED_KEY] = selection
     if not params.same(st.query_params, selection):

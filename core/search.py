@@ -1,0 +1,228 @@
+"""Coverage search: which canonical codes could an insurer's (or an analyst's) coverage name mean?
+
+    core.search.find_coverages("뇌졸증 진단금")          # -> [CoverageMatch(code="A4103", ...), ...]
+
+The query is embedded in Python (`core.search_vectors.embed`, the same function the load used for
+the stored names) and ranked in PostgreSQL by pgvector's cosine distance over `coverage_alias`
+(schema/004): the nearest names first, then the best name per code. On a large table the planner
+answers from the HNSW index, which is approximate; a weak best score is rechecked by an exact
+scan. Search only suggests: it reads through the reading connection and never changes a mapping.
+Rules (docs/search.md):
+
+- empty or whitespace text, and text without a letter or digit ("!!!"), raise SelectionError;
+- text is stripped and capped at MAX_QUERY_CHARS characters (`CoverageMatch.query` is what was
+  searched); `k` is clamped to MIN_K..MAX_K;
+- a database loaded before schema 004 has an empty, locked alias table: SchemaMissing says so.
+"""
+
+from __future__ import annotations
+
+import operator
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import pandas as pd
+import sqlalchemy as sa
+from sqlalchemy import Connection, TextClause
+
+from core import catalog, db
+from core.dataset import vector_literal
+from core.errors import SchemaMissing, SelectionError
+from core.search_vectors import FEATURE_VERSION, MAX_QUERY_CHARS, embed, normalise_name
+
+__all__ = [
+    "DEFAULT_K",
+    "EMPTY_QUERY_MESSAGE",
+    "EXACT_RECHECK_BELOW",
+    "INDEX_EMPTY_MESSAGE",
+    "MAX_K",
+    "MAX_QUERY_CHARS",
+    "MIN_K",
+    "NOTHING_SEARCHABLE_MESSAGE",
+    "CoverageMatch",
+    "find_coverages",
+    "matches_frame",
+]
+
+DEFAULT_K = 5
+MIN_K, MAX_K = 1, 20
+#: Aliases fetched per requested code before keeping the best per code: several spellings of one
+#: code usually crowd the top, so k codes need more than k names.
+CANDIDATES_PER_CODE = 8
+MIN_CANDIDATES = 40
+#: HNSW search breadth (pgvector's default is 40): at 50 000 names 100 agreed a little more often
+#: with an exact scan on the first code, for about the same time; more did not help (docs/search.md).
+MIN_EF_SEARCH = 100
+#: The HNSW graph can leave names whose words are rare in the table unreachable (at 50 000 names, a
+#: query equal to a stored 후유장해 name came back with 0.26 through the index and 1.0 exactly); a
+#: best score below this repeats the query as an exact scan, which only costs time on a large table.
+EXACT_RECHECK_BELOW = 0.5
+
+EMPTY_QUERY_MESSAGE = "검색어가 비어 있습니다 (the search text is empty: type a coverage name, e.g. 암 진단비)"
+NOTHING_SEARCHABLE_MESSAGE = (
+    "검색어에 한글·영문·숫자가 없습니다 (the search text has no letter or digit to match: type a coverage name, "
+    "e.g. 뇌졸중 진단금)"
+)
+INDEX_EMPTY_MESSAGE = (
+    "검색 색인이 비어 있습니다: 데이터베이스를 새로 적재하세요 (the coverage search index is empty: this database "
+    "was loaded before schema 004 and its locked tables cannot be extended; load the dataset into a new database "
+    "with `python -m core load`, see docs/search.md)"
+)
+_NO_TABLE_MESSAGE = (
+    "검색 색인이 없습니다: 데이터베이스를 새로 적재하세요 (this database's schema predates coverage search "
+    "(schema 004): load the dataset into a new database with `python -m core load`, see docs/search.md)"
+)
+_NOT_LOADED_MESSAGE = "데이터베이스가 아직 적재되지 않았습니다 (nothing loaded yet: run `python -m core load`)"
+
+
+@dataclass(frozen=True)
+class CoverageMatch:
+    """One suggested canonical coverage and the stored name that brought it up."""
+
+    code: str
+    name: str  # canonical name
+    category: str
+    matched_alias: str  # the stored spelling nearest to the query, exactly as printed
+    matched_insurer: str | None  # insurer key whose own name matched; None for a canonical name
+    matched_insurer_name: str | None
+    source: str  # where the matched name comes from: canonical | workbook | card
+    score: float  # 1 - cosine distance, rounded to 4 places: how alike the names are, nothing more
+    query: str  # the text actually searched (stripped, at most MAX_QUERY_CHARS characters)
+
+
+def _query_text(value: object) -> str:
+    if value is None:
+        raise SelectionError(EMPTY_QUERY_MESSAGE, bad_value="")
+    if not isinstance(value, str):
+        raise TypeError(f"search text must be str, not {type(value).__name__}")
+    stripped = value.strip()
+    if not stripped:
+        raise SelectionError(EMPTY_QUERY_MESSAGE, bad_value=value)
+    query = stripped[:MAX_QUERY_CHARS]
+    if not normalise_name(query):
+        raise SelectionError(NOTHING_SEARCHABLE_MESSAGE, bad_value=value[:MAX_QUERY_CHARS])
+    return query
+
+
+def _clamp(k: object) -> int:
+    try:
+        whole = operator.index(k)  # type: ignore[arg-type]
+    except TypeError:
+        raise SelectionError(f"k는 정수여야 합니다 ({MIN_K}~{MAX_K}로 맞춥니다; k must be a whole number, got {k!r})",
+                             bad_value=repr(k)) from None
+    return max(MIN_K, min(MAX_K, whole))
+
+
+# Nearest names first (pgvector can answer this from the HNSW index), then the best name per code,
+# then codes by distance. `{where}` only ever receives one of the constant fragments below.
+_NEAREST_TEMPLATE = """
+    WITH nearest AS (
+        SELECT a.coverage_code, a.alias_text, a.insurer_key, a.source,
+               a.embedding <=> CAST(:query AS vector) AS distance
+        FROM coverage_alias a
+        WHERE a.feature_version = :feature_version{where}
+        ORDER BY a.embedding <=> CAST(:query AS vector)
+        LIMIT :candidates
+    ), best AS (
+        SELECT DISTINCT ON (coverage_code) coverage_code, alias_text, insurer_key, source, distance
+        FROM nearest
+        ORDER BY coverage_code, distance, source, alias_text
+    )
+    SELECT b.coverage_code, c.canonical_name, b.alias_text, b.insurer_key, i.name_ko, b.source,
+           1 - b.distance AS similarity
+    FROM best b
+    JOIN coverage_canonical c ON c.coverage_code = b.coverage_code
+    LEFT JOIN insurer i ON i.insurer_key = b.insurer_key
+    ORDER BY b.distance, b.coverage_code
+    LIMIT :k
+"""
+#: Filters for measuring quality only (bench/search_quality_db.py): leave names out of the index
+#: without writing to the locked table. The public search uses none of them.
+_BENCH_FILTERS = {
+    "exclude_row": "\n          AND NOT (a.insurer_key IS NOT DISTINCT FROM :exclude_insurer AND a.alias_text = :exclude_text)",
+    "exclude_text": "\n          AND a.alias_text <> :exclude_text",
+    "sources": "\n          AND a.source = ANY(:sources)",
+}
+_NEAREST_SQL = sa.text(_NEAREST_TEMPLATE.format(where=""))
+
+
+def _nearest_sql(filters: Sequence[str] = ()) -> TextClause:
+    if not filters:
+        return _NEAREST_SQL
+    return sa.text(_NEAREST_TEMPLATE.format(where="".join(_BENCH_FILTERS[name] for name in filters)))
+
+
+def _rank(conn: Connection, vector: Sequence[float], k: int, *, exact: bool = False, **bench_filters: Any) -> list[Any]:
+    """The ranking query on an open reading connection (`exact`: no index scan); `bench_filters`
+    (exclude_insurer + exclude_text, exclude_text, sources) are for the quality bench only."""
+    candidates = max(k * CANDIDATES_PER_CODE, MIN_CANDIDATES)
+    # An HNSW scan yields at most hnsw.ef_search rows: at least the candidate count. Both settings
+    # hold for this transaction only; the same statement reports whether the table exists (004).
+    has_table = conn.execute(
+        sa.text("SELECT set_config('hnsw.ef_search', :ef, true), set_config('enable_indexscan', :indexscan, true),"
+                " to_regclass('public.coverage_alias') IS NOT NULL"),
+        {"ef": str(max(candidates, MIN_EF_SEARCH)), "indexscan": "off" if exact else "on"},
+    ).one()[2]
+    if not has_table:
+        has_schema = conn.execute(sa.text("SELECT to_regclass('public.audit_runs') IS NOT NULL")).scalar_one()
+        raise SchemaMissing(_NO_TABLE_MESSAGE if has_schema else
+                            "the database has no inca schema yet: run `python -m core load` with the owner connection")
+    filters = []
+    if "exclude_text" in bench_filters:
+        filters.append("exclude_row" if "exclude_insurer" in bench_filters else "exclude_text")
+    if "sources" in bench_filters:
+        filters.append("sources")
+    # The vector travels as a bound parameter in pgvector's text form, never inside the statement.
+    params = {"query": vector_literal(vector), "feature_version": FEATURE_VERSION, "candidates": candidates, "k": k,
+              **bench_filters}
+    return list(conn.execute(_nearest_sql(filters), params).all())
+
+
+def _search(conn: Connection, vector: Sequence[float], k: int, **bench_filters: Any) -> list[Any]:
+    """What find_coverages ranks: the planner's choice, rechecked exactly when the best is weak."""
+    rows = _rank(conn, vector, k, **bench_filters)
+    if rows and float(rows[0][6]) < EXACT_RECHECK_BELOW:
+        rows = _rank(conn, vector, k, exact=True, **bench_filters)
+    return rows
+
+
+def _explain_empty(conn: Connection) -> SchemaMissing:
+    """Why the index answered nothing: never loaded, built with other features, or empty."""
+    loaded = conn.execute(sa.text("SELECT EXISTS (SELECT 1 FROM audit_runs WHERE kind = 'load')")).scalar_one()
+    if not loaded:
+        return SchemaMissing(_NOT_LOADED_MESSAGE)
+    stored = conn.execute(sa.text("SELECT feature_version FROM coverage_alias LIMIT 1")).scalar()
+    if stored is not None and stored != FEATURE_VERSION:
+        return SchemaMissing(
+            f"검색 색인의 특징 버전({stored})이 현재 버전({FEATURE_VERSION})과 다릅니다: 데이터베이스를 새로 적재하세요 "
+            f"(the search index was built with embedding features {stored}, this code uses {FEATURE_VERSION})"
+        )
+    return SchemaMissing(INDEX_EMPTY_MESSAGE)
+
+
+def find_coverages(text: str, k: int = DEFAULT_K) -> list[CoverageMatch]:
+    """Up to `k` canonical coverages whose stored names are nearest to `text`, nearest first.
+
+    A suggestion for a person to check, never a mapping: nothing is written. `k` is clamped to
+    1..20; fewer codes come back when the nearest names cover fewer codes.
+    """
+    query = _query_text(text)
+    k = _clamp(k)
+    vector = embed(query)
+    with db.read() as conn:
+        rows = _search(conn, vector, k)
+        if not rows:
+            raise _explain_empty(conn)
+    return [
+        CoverageMatch(code=row[0], name=row[1], category=catalog.category_of(row[0]), matched_alias=row[2],
+                      matched_insurer=row[3], matched_insurer_name=row[4], source=row[5],
+                      score=round(float(row[6]), 4), query=query)
+        for row in rows
+    ]
+
+
+def matches_frame(matches: Sequence[CoverageMatch]) -> pd.DataFrame:
+    """The matches as a DataFrame (one row each, in the order found) for notebooks and exports."""
+    columns = list(CoverageMatch.__dataclass_fields__)
+    return pd.DataFrame([asdict(match) for match in matches], columns=columns)
