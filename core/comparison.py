@@ -12,14 +12,12 @@ The contract (see docs/api.md):
 from __future__ import annotations
 
 import difflib
-import json
 import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import pandas as pd
-from sqlalchemy import text
 
 from core import catalog, db, explain
 from core.errors import SelectionError
@@ -268,58 +266,90 @@ def resolve_codes(requested: Sequence[str], known: Sequence[catalog.Coverage]) -
 
 # --- the one query -----------------------------------------------------------------------------
 
-_COMPARE_SQL = text(
-    """
+# One row per coverage instance. Supporting evidence comes as four parallel arrays (type, page, snippet,
+# file), read in index order of evidence_ref_instance_idx (instance, doc_type, ordinal); the query is run
+# on the driver connection with binary results, which psycopg decodes without parsing text. At 1 M facts
+# this replaced the largest cost of compare(): a json_agg per instance meant JSON escaping in the server
+# and a json.loads per instance in Python (see docs/performance.md, "Market scale").
+# The WHERE clause is one of four constant fragments, so each plan sees its exact predicate.
+_COMPARE_SQL = """
     SELECT p.product_key, ci.coverage_code, ci.coverage_name_raw, af.status, af.value_text, af.source_doc_type,
            af.source_priority, pe.doc_type, pe.page, pe.snippet, pe.source_file,
-           (SELECT json_agg(json_build_array(e.doc_type, e.page, e.snippet, e.source_file)
-                            ORDER BY e.doc_type, e.ordinal)
-            FROM evidence_ref e
-            WHERE e.instance_id = ci.instance_id AND e.evidence_id IS DISTINCT FROM af.evidence_id) AS supporting
+           s.doc_types, s.pages, s.snippets, s.source_files
     FROM product p
     JOIN coverage_instance ci ON ci.product_id = p.product_id
     JOIN amount_fact af ON af.instance_id = ci.instance_id
     LEFT JOIN evidence_ref pe ON pe.evidence_id = af.evidence_id
-    WHERE p.product_key = ANY(:product_keys)
-      AND (ci.coverage_code = ANY(:codes) OR (:all_codes AND ci.coverage_code IS NOT NULL)
-           OR (:with_unmatched AND ci.coverage_code IS NULL))
+    LEFT JOIN LATERAL (
+        SELECT array_agg(e.doc_type) AS doc_types, array_agg(e.page) AS pages, array_agg(e.snippet) AS snippets,
+               array_agg(e.source_file) AS source_files
+        FROM (SELECT e.doc_type, e.page, e.snippet, e.source_file
+              FROM evidence_ref e
+              WHERE e.instance_id = ci.instance_id AND e.evidence_id IS DISTINCT FROM af.evidence_id
+              ORDER BY e.doc_type, e.ordinal) AS e
+    ) AS s ON true
+    WHERE p.product_key = ANY(CAST(%(product_keys)s AS text[])) AND {codes}
     ORDER BY p.product_key, ci.coverage_code, ci.coverage_name_raw
+"""
+_CODES_FILTER = {  # (every code?, with unmatched?) -> constant SQL; values travel as parameters
+    (False, False): "ci.coverage_code = ANY(CAST(%(codes)s AS text[]))",
+    (False, True): "(ci.coverage_code = ANY(CAST(%(codes)s AS text[])) OR ci.coverage_code IS NULL)",
+    (True, False): "ci.coverage_code IS NOT NULL",
+    (True, True): "true",
+}
+
+
+def _instance(row: tuple[Any, ...]) -> Instance:
+    proposal = Evidence(row[7], row[8], row[9], row[10]) if row[9] is not None else None
+    supporting = tuple(map(Evidence, row[11], row[12], row[13], row[14])) if row[11] else ()
+    return Instance(row[2], row[3], row[4], row[5], row[6], proposal, supporting)
+
+
+def _resolve(conn: Any, products: Sequence[str], coverage_codes: Sequence[str] | None,
+             ) -> tuple[tuple[catalog.Product, ...], tuple[catalog.Coverage, ...], list[catalog.Coverage] | None]:
+    """The selection, read for just the names asked (the full catalog only to explain a bad name).
+
+    At 2,000 products reading the whole catalog cost more than the comparison itself. The subset holds
+    every product of a named insurer, so resolution decides exactly as with the full lists; a
+    SelectionError is re-raised from the full lists so its suggestions are the same.
     """
-)
-
-
-def _instance(row: Any) -> Instance:
-    proposal = Evidence(row.doc_type, row.page, row.snippet, row.source_file) if row.snippet is not None else None
-    supporting = row.supporting or []
-    if isinstance(supporting, str):
-        supporting = json.loads(supporting)
-    return Instance(row.coverage_name_raw, row.status, row.value_text, row.source_doc_type, row.source_priority,
-                    proposal, tuple(Evidence(*item) for item in supporting))
+    names = [str(value).strip() for value in ([products] if isinstance(products, str) else products)]
+    try:
+        chosen = resolve_products(products, catalog._products(conn, names))
+    except SelectionError:
+        chosen = resolve_products(products, catalog._products(conn))
+    if coverage_codes is None:
+        return chosen, (), catalog._coverages(conn)
+    codes = [str(code).strip().upper() for code in ([coverage_codes] if isinstance(coverage_codes, str)
+                                                    else coverage_codes)]
+    try:
+        wanted = resolve_codes(coverage_codes, catalog._coverages(conn, codes))
+    except SelectionError:
+        wanted = resolve_codes(coverage_codes, catalog._coverages(conn))
+    return chosen, wanted, None
 
 
 def compare(products: Sequence[str], coverage_codes: Sequence[str] | None = None, *,
             with_unmatched: bool = True) -> Comparison:
     """Compare `products` (in this order) on `coverage_codes` (None: every code any of them has)."""
-    known_products = catalog.products()
-    chosen = resolve_products(products, known_products)
-    known_coverages = catalog.coverages()
-    wanted = resolve_codes(coverage_codes, known_coverages) if coverage_codes is not None else ()
+    # One connection and one read-only transaction for the selection, the cells and the lock.
     with db.read() as conn:
-        rows = conn.execute(_COMPARE_SQL, {
-            "product_keys": [product.key for product in chosen],
-            "codes": [coverage.code for coverage in wanted],
-            "all_codes": coverage_codes is None,
-            "with_unmatched": with_unmatched,
-        }).all()
+        chosen, wanted, known_coverages = _resolve(conn, products, coverage_codes)
+        sql = _COMPARE_SQL.format(codes=_CODES_FILTER[(coverage_codes is None, with_unmatched)])  # constants only
+        with conn.connection.driver_connection.cursor(binary=True) as cursor:
+            rows = cursor.execute(sql, {  # constant SQL, values as parameters
+                "product_keys": [product.key for product in chosen],
+                "codes": [coverage.code for coverage in wanted],
+            }).fetchall()
         lock = read_lock(conn)
     found: dict[tuple[str, str], list[Instance]] = {}
     unmatched: dict[str, list[Instance]] = {}
     for row in rows:
-        if row.coverage_code is None:
-            unmatched.setdefault(row.product_key, []).append(_instance(row))
+        if row[1] is None:
+            unmatched.setdefault(row[0], []).append(_instance(row))
         else:
-            found.setdefault((row.coverage_code, row.product_key), []).append(_instance(row))
-    if coverage_codes is None:
+            found.setdefault((row[1], row[0]), []).append(_instance(row))
+    if known_coverages is not None:
         present = {code for code, _ in found}
         wanted = tuple(coverage for coverage in known_coverages if coverage.code in present)
     cells = {(coverage.code, product.key): Cell(coverage.code, product.key,

@@ -1,0 +1,371 @@
+"""Market-scale benchmarks (issue 8): the real dataset and synthetic markets in one table.
+
+    python bench/run.py --sizes real,1m          # ~6 min on two cores, the 1m load included
+    python bench/run.py --sizes real,1m,5m       # add the 5m load (~10 min) and ~15 GB of disk
+
+Per size, on the bench server (.inca-bench/, or INCA_BENCH_SERVER_URL), never the project database:
+1. the database inca_bench_<size>: loaded by bench/market.py through the audited load when missing
+   (or with --reload); its load report (rows/s) is kept in bench/results/load_<size>.json;
+2. in a fresh process: core.compare on 10 products x 50 codes against the floor (ONE hand-written query
+   fetching the same instances, statuses, value_texts, raw names and evidence into tuples), with and
+   without the unmatched coverages; the catalog; coverage search; status with a full fingerprint
+   check (fresh=True) and as page views see it (fresh=False, INCA_FINGERPRINT_TTL=0 so every call
+   takes the post-TTL path);
+3. in another fresh process: the dashboard's comparison page (streamlit AppTest) rerun after a
+   selection change, and that process's peak RSS.
+Warm-up runs are not timed; compare and its floor alternate run by run so they share the machine's
+noise, which the table reports as the spread of a fixed CPU workload.
+
+Numbers go to stdout (markdown) and bench/results/run-<time>.json. --drop drops the synthetic bench
+databases afterwards (bench/market.py --seed recreates them identically).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import random
+import statistics
+import subprocess
+import sys
+import time
+import warnings
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+if str(PROJECT_ROOT) not in sys.path:  # run as a script: make `core` and `bench` importable
+    sys.path.insert(0, str(PROJECT_ROOT))
+
+from bench.market import REAL, bench_database, bench_server  # noqa: E402
+
+RESULTS = PROJECT_ROOT / "bench" / "results"
+APP = PROJECT_ROOT / "dashboard" / "app.py"
+PRODUCTS_IN_COMPARISON = 10
+CODES_IN_COMPARISON = 50
+SEARCH_QUERIES = ("암 진단비", "뇌졸중 진단금", "상해 입원일당", "유사암 수술비", "질병 사망")
+
+# The floor: the least SQL that returns what a comparison shows (each instance's raw name, status,
+# value_text and every evidence snippet, proposal or supporting), flat, fetched into tuples.
+FLOOR_SQL = """
+    SELECT p.product_key, ci.coverage_code, ci.coverage_name_raw, af.status, af.value_text,
+           e.evidence_id = af.evidence_id, e.doc_type, e.page, e.snippet, e.source_file
+    FROM product p
+    JOIN coverage_instance ci ON ci.product_id = p.product_id
+    JOIN amount_fact af ON af.instance_id = ci.instance_id
+    LEFT JOIN evidence_ref e ON e.instance_id = ci.instance_id
+    WHERE p.product_key = ANY(%(products)s)
+      AND (ci.coverage_code = ANY(%(codes)s) OR (%(unmatched)s AND ci.coverage_code IS NULL))
+"""
+
+
+# --- statistics ---------------------------------------------------------------------------------
+
+def summary(seconds: list[float]) -> dict[str, float]:
+    """min / median / p95 (nearest rank) / max, in milliseconds."""
+    ordered = sorted(seconds)
+    if not ordered:
+        return {}
+    p95 = ordered[max(0, math.ceil(0.95 * len(ordered)) - 1)]
+    return {"n": len(ordered), "min": ordered[0] * 1000, "median": statistics.median(ordered) * 1000,
+            "p95": p95 * 1000, "max": ordered[-1] * 1000}
+
+
+def timed(action: Callable[[], object]) -> float:
+    started = time.perf_counter()
+    action()
+    return time.perf_counter() - started
+
+
+def repeat(action: Callable[[], object], runs: int, warmup: int) -> list[float]:
+    for _ in range(warmup):
+        action()
+    return [timed(action) for _ in range(runs)]
+
+
+def noise_probe(runs: int = 30) -> dict[str, float]:
+    """Spread of a fixed pure-Python workload: what this machine's noise does to any number below."""
+    samples = [timed(lambda: sum(i * i for i in range(200_000))) for _ in range(runs)]
+    result = summary(samples)
+    result["cv_percent"] = statistics.pstdev(samples) / statistics.mean(samples) * 100
+    return result
+
+
+def machine() -> dict[str, Any]:
+    import platform
+
+    import psutil
+
+    return {"cpus": os.cpu_count(), "memory_gb": round(psutil.virtual_memory().total / 2**30, 1),
+            "load_average": [round(value, 2) for value in os.getloadavg()], "python": platform.python_version()}
+
+
+# --- child: queries -------------------------------------------------------------------------------
+
+def _selection(seed: int) -> tuple[list[str], list[str]]:
+    from core import catalog
+
+    products = [product.key for product in catalog.products()]
+    codes = [coverage.code for coverage in catalog.coverages()]
+    rng = random.Random(seed)
+    return (rng.sample(products, min(PRODUCTS_IN_COMPARISON, len(products))),
+            rng.sample(codes, min(CODES_IN_COMPARISON, len(codes))))
+
+
+def _shown(comparison: Any) -> tuple[set[tuple[Any, ...]], int]:
+    """What a comparison shows, for checking the floor returns the same: instances and evidence count."""
+    instances = set()
+    evidence = 0
+    cells = [(product, cell.instances) for (_code, product), cell in comparison.cells.items()]
+    cells += list(comparison.unmatched.items())
+    for product, found in cells:
+        for instance in found:
+            instances.add((product, instance.raw_name, instance.status, instance.value_text))
+            evidence += len(instance.supporting_evidence) + (instance.proposal_evidence is not None)
+    return instances, evidence
+
+
+def measure_queries(runs: int, warmup: int, seed: int) -> dict[str, Any]:
+    import psycopg
+
+    import core
+    from core import catalog, config, db
+    from core.status import collect
+
+    os.environ["INCA_FINGERPRINT_TTL"] = "0"  # every lock read takes the post-TTL path (witness check)
+    results: dict[str, Any] = {"notes": []}
+    products, codes = _selection(seed)
+    results["selection"] = {"products": len(products), "codes": len(codes)}
+    floor_conn = psycopg.connect(db.psycopg_conninfo(config.configured_urls()[0]), autocommit=True)  # type: ignore[index]
+    for unmatched in (True, False):
+        label = "with unmatched" if unmatched else "without unmatched"
+        params = {"products": products, "codes": codes, "unmatched": unmatched}
+
+        def run_compare(unmatched: bool = unmatched) -> Any:
+            return core.compare(products, codes, with_unmatched=unmatched)
+
+        def run_floor(params: dict[str, Any] = params) -> list[tuple[Any, ...]]:
+            return floor_conn.execute(FLOOR_SQL, params).fetchall()
+
+        comparison, floor_rows = run_compare(), run_floor()
+        shown, evidence = _shown(comparison)
+        floor_instances = {(row[0], row[2], row[3], row[4]) for row in floor_rows}
+        floor_evidence = sum(1 for row in floor_rows if row[8] is not None)
+        if shown != floor_instances or evidence != floor_evidence:
+            raise SystemExit(f"the floor query does not return what compare() shows ({label}): "
+                             f"{len(shown)} vs {len(floor_instances)} instances, {evidence} vs {floor_evidence} snippets")
+        results[f"shape {label}"] = {"instances": len(shown), "evidence": evidence}
+        for _ in range(warmup):
+            run_compare()
+            run_floor()
+        compare_times, floor_times = [], []
+        for index in range(runs):  # alternate the order so both see the same noise
+            first, second = (run_compare, run_floor) if index % 2 == 0 else (run_floor, run_compare)
+            a, b = timed(first), timed(second)
+            compare_times.append(a if first is run_compare else b)
+            floor_times.append(b if first is run_compare else a)
+        results[f"compare 10x50 {label}"] = summary(compare_times)
+        results[f"floor SQL 10x50 {label}"] = summary(floor_times)
+    floor_conn.close()
+
+    results["catalog products()+coverages()"] = summary(
+        repeat(lambda: (catalog.products(), catalog.coverages()), runs, warmup))
+    try:
+        from core import search
+    except ImportError:
+        search = None  # type: ignore[assignment]
+    if search is not None and hasattr(search, "find_coverages"):
+        queries = iter(SEARCH_QUERIES * (runs + warmup))
+        results["search find_coverages()"] = summary(repeat(lambda: search.find_coverages(next(queries)), runs, warmup))
+    else:
+        results["notes"].append("coverage search skipped: core/search.py has no find_coverages()")
+    fresh_runs = 3 if runs > 3 else runs
+    results["status collect(fresh=True)"] = summary(
+        [timed(lambda: collect(fresh=True, include_backups=False)) for _ in range(fresh_runs)])
+    report = collect(fresh=False, include_backups=False)
+    if not report.ok:
+        raise SystemExit(f"status is not ok on the bench database: {report.problems}")
+    results["lock verified_at"] = report.lock.get("verified_at")
+    results["status collect(fresh=False)"] = summary(
+        repeat(lambda: collect(fresh=False, include_backups=False), runs, warmup))
+    return results
+
+
+# --- child: dashboard -------------------------------------------------------------------------------
+
+def measure_dashboard(reruns: int, seed: int) -> dict[str, Any]:
+    """AppTest of the comparison page: time of `at.run()` after the product selection changed.
+
+    Mirrors bench/dashboard_bench.apptest_timings (same page, widget and 3-product selections, each one
+    a miss of the comparison cache), but draws the selections lazily: that function materialises every
+    rotation of the product list (n^2 keys: 1.6 GB at 10,000 products), which would swamp the RSS this
+    measures.
+    """
+    import resource
+
+    from streamlit.testing.v1 import AppTest
+
+    from core import catalog
+
+    if not APP.exists():
+        return {"notes": ["dashboard rerun skipped: dashboard/app.py does not exist yet"]}
+    keys = [product.key for product in catalog.products()]
+    rng = random.Random(seed)
+    at = AppTest.from_file(str(APP), default_timeout=180)
+    at.query_params["p"] = ",".join(keys[:3])  # the page's default is every product (see the notes)
+    first = timed(at.run)
+    if at.exception:
+        raise SystemExit(f"dashboard raised: {[exception.value for exception in at.exception]}")
+    rss_after_first = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    changed: list[float] = []
+    for _ in range(reruns):
+        at.multiselect(key="sel_products").set_value(rng.sample(keys, 3))
+        changed.append(timed(at.run))
+    if at.exception:
+        raise SystemExit(f"dashboard raised: {[exception.value for exception in at.exception]}")
+    return {"dashboard first run (AppTest)": summary([first]),
+            "dashboard rerun after selection change": summary(changed),
+            "dashboard peak RSS MB": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+            "dashboard RSS after first run MB": rss_after_first, "notes": []}
+
+
+def child_main(args: argparse.Namespace) -> int:
+    warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
+    server = bench_server()
+    server.point_env_at(args.database)
+    result = (measure_queries(args.runs, args.warmup, args.seed) if args.child == "queries"
+              else measure_dashboard(args.reruns, args.seed))
+    Path(args.out).write_text(json.dumps(result, ensure_ascii=False, default=str), encoding="utf-8")
+    return 0
+
+
+# --- parent ------------------------------------------------------------------------------------------
+
+def _child(mode: str, database: str, args: argparse.Namespace) -> dict[str, Any]:
+    out = RESULTS / f".child-{mode}-{database}.json"
+    command = [sys.executable, __file__, "--child", mode, "--database", database, "--out", str(out),
+               "--runs", str(args.runs), "--warmup", str(args.warmup), "--reruns", str(args.reruns),
+               "--seed", str(args.seed)]
+    subprocess.run(command, check=True, cwd=PROJECT_ROOT)
+    result = json.loads(out.read_text(encoding="utf-8"))
+    out.unlink()
+    return dict(result)
+
+
+def ensure_loaded(size: str, args: argparse.Namespace) -> dict[str, Any]:
+    """The size's bench database, loaded if missing (or --reload); returns its load report."""
+    server = bench_server()
+    database = bench_database(size)
+    report_path = RESULTS / f"load_{size}.json"
+    if args.reload or not server.exists(database) or not _loaded(server, database):
+        command = [sys.executable, str(PROJECT_ROOT / "bench" / "market.py"), "--size", size, "--seed", str(args.seed),
+                   "--replace", "--json", str(report_path)]
+        print(f"loading {database} ...", file=sys.stderr, flush=True)
+        subprocess.run(command, check=True, cwd=PROJECT_ROOT)
+        report = json.loads(report_path.read_text(encoding="utf-8"))
+        report["reused"] = False
+        return dict(report)
+    if report_path.exists():
+        report = json.loads(report_path.read_text(encoding="utf-8"))
+        report["reused"] = True
+        return dict(report)
+    return {"reused": True, "note": "loaded earlier; no load report kept"}
+
+
+def _loaded(server: Any, database: str) -> bool:
+    import psycopg
+
+    with psycopg.connect(server.conninfo(database), autocommit=True) as conn:
+        if conn.execute("SELECT to_regclass('public.audit_runs')").fetchone()[0] is None:
+            return False
+        return conn.execute("SELECT count(*) FROM audit_runs WHERE kind = 'load'").fetchone()[0] > 0
+
+
+def _row(name: str, size: str, stats: dict[str, float] | None, note: str = "") -> str:
+    if not stats:
+        return f"| {name} | {size} | — | — | — | — | — | {note} |"
+    return (f"| {name} | {size} | {int(stats['n'])} | {stats['min']:.1f} | {stats['median']:.1f} | {stats['p95']:.1f} "
+            f"| {stats['max']:.1f} | {note} |")
+
+
+def render(results: dict[str, Any]) -> str:
+    lines = [f"machine: {results['machine']}",
+             f"noise probe (fixed CPU workload): median {results['noise']['median']:.1f} ms, "
+             f"min {results['noise']['min']:.1f}, max {results['noise']['max']:.1f}, "
+             f"CV {results['noise']['cv_percent']:.1f} %", "",
+             "| measurement | size | n | min ms | median ms | p95 ms | max ms | note |",
+             "| --- | --- | ---: | ---: | ---: | ---: | ---: | --- |"]
+    for size, found in results["sizes"].items():
+        load = found["load"]
+        if "load_seconds" in load:
+            note = (f"{load['rows']:,} rows, {load['facts']:,} facts: {load['rows_per_second']:,.0f} rows/s; "
+                    f"generate {load['generate_seconds']:.1f} s{' (earlier run)' if load.get('reused') else ''}")
+            lines.append(_row("load (audited, bulk path)", size, {"n": 1, "min": load["load_seconds"] * 1000,
+                                                                   "median": load["load_seconds"] * 1000,
+                                                                   "p95": load["load_seconds"] * 1000,
+                                                                   "max": load["load_seconds"] * 1000}, note))
+        queries = found["queries"]
+        for variant in ("with unmatched", "without unmatched"):
+            compare_stats, floor_stats = queries[f"compare 10x50 {variant}"], queries[f"floor SQL 10x50 {variant}"]
+            shape = queries[f"shape {variant}"]
+            ratio = (f"ratio median {compare_stats['median'] / floor_stats['median']:.2f}, "
+                     f"p95 {compare_stats['p95'] / floor_stats['p95']:.2f}")
+            lines.append(_row(f"compare {variant}", size, compare_stats,
+                              f"{shape['instances']} instances, {shape['evidence']} snippets; {ratio}"))
+            lines.append(_row(f"floor SQL {variant}", size, floor_stats))
+        for name in ("catalog products()+coverages()", "search find_coverages()", "status collect(fresh=True)",
+                     "status collect(fresh=False)"):
+            note = f"verified_at {queries.get('lock verified_at')}" if name.endswith("(fresh=False)") else ""
+            lines.append(_row(name, size, queries.get(name), note))
+        dashboard = found["dashboard"]
+        for name in ("dashboard first run (AppTest)", "dashboard rerun after selection change"):
+            note = f"peak RSS {dashboard['dashboard peak RSS MB']:.0f} MB" if name.startswith("dashboard rerun") \
+                and "dashboard peak RSS MB" in dashboard else ""
+            lines.append(_row(name, size, dashboard.get(name), note))
+        for note in queries.get("notes", []) + dashboard.get("notes", []):
+            lines.append(f"| note | {size} | | | | | | {note} |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--sizes", default=f"{REAL},1m", help="comma list of real, tiny, 1m, 5m (default real,1m)")
+    parser.add_argument("--seed", type=int, default=8)
+    parser.add_argument("--runs", type=int, default=30, help="timed runs per measurement")
+    parser.add_argument("--warmup", type=int, default=5, help="untimed runs before each measurement")
+    parser.add_argument("--reruns", type=int, default=20, help="timed dashboard reruns")
+    parser.add_argument("--reload", action="store_true", help="reload the bench databases even if they exist")
+    parser.add_argument("--drop", action="store_true", help="drop the synthetic bench databases at the end")
+    parser.add_argument("--child", choices=["queries", "dashboard"], help=argparse.SUPPRESS)
+    parser.add_argument("--database", help=argparse.SUPPRESS)
+    parser.add_argument("--out", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.child:
+        return child_main(args)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    results: dict[str, Any] = {"started": datetime.now(UTC).isoformat(timespec="seconds"), "machine": machine(),
+                               "noise": noise_probe(), "sizes": {}}
+    for size in [part.strip() for part in args.sizes.split(",") if part.strip()]:
+        load = ensure_loaded(size, args)
+        database = bench_database(size)
+        print(f"measuring {database} ...", file=sys.stderr, flush=True)
+        results["sizes"][size] = {"load": load, "queries": _child("queries", database, args),
+                                  "dashboard": _child("dashboard", database, args)}
+        if args.drop and size != REAL:
+            bench_server().drop(database)
+    results["machine_after"] = machine()
+    table = render(results)
+    print(table)
+    print(f"load average after: {results['machine_after']['load_average']}")
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    (RESULTS / f"run-{stamp}.json").write_text(json.dumps(results, ensure_ascii=False, indent=2, default=str),
+                                               encoding="utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
