@@ -79,12 +79,17 @@ def parse(get_all: Callable[[str], list[str]], products: Sequence[catalog.Produc
                   bad_products, bad_codes, cut_products or cut_codes)
 
 
+DEFAULT_PRODUCT_LIMIT = 10
+
+
 def initial(parsed: Parsed, stored: Selection | None, products: Sequence[catalog.Product],
             coverages: Sequence[catalog.Coverage]) -> Selection:
     """URL first, then the selection kept from earlier in this session, then the defaults."""
     known_products = [product.key for product in products]
     known_codes = {coverage.code for coverage in coverages}
-    default = Selection(tuple(known_products), tuple(code for code in DEFAULT_CODES if code in known_codes))
+    # Every product of today's market (8), but never more than a screen holds at market scale.
+    default = Selection(tuple(known_products[:DEFAULT_PRODUCT_LIMIT]),
+                        tuple(code for code in DEFAULT_CODES if code in known_codes))
     if stored is not None:  # kept from another database (settings changed): only what still exists
         stored = Selection(tuple(key for key in stored.products if key in known_products),
                            tuple(code for code in stored.codes if code in known_codes))
