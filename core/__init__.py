@@ -39,6 +39,9 @@ from core.errors import (
 from core.forbidden_language import ForbiddenLanguageError, find_violations, validate_text
 from core.loader import ensure_loaded
 from core.status import StatusReport
+
+# `core.status()` is the function; inside the project import from the module itself
+# (`from core.status import collect`), since `from core import status` yields this function.
 from core.status import collect as status
 
 __all__ = [
