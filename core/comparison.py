@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import difflib
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -128,23 +128,18 @@ class Comparison:
         for coverage in self.coverages:
             yield coverage, [self.cells[(coverage.code, product.key)] for product in self.products]
 
+    def _wide(self, value: Callable[[Cell], str]) -> pd.DataFrame:
+        labels = [product.label for product in self.products]
+        records = [[coverage.code, coverage.name, *(value(cell) for cell in cells)] for coverage, cells in self.rows()]
+        return pd.DataFrame(records, columns=["코드", "담보명", *labels])
+
     def to_frame(self) -> pd.DataFrame:
         """One row per coverage, one column per product (chosen order), cells as display text."""
-        records = []
-        for coverage, cells in self.rows():
-            record: dict[str, Any] = {"코드": coverage.code, "담보명": coverage.name}
-            record.update({product.label: cell.display_text for product, cell in zip(self.products, cells, strict=True)})
-            records.append(record)
-        return pd.DataFrame(records, columns=["코드", "담보명", *[product.label for product in self.products]])
+        return self._wide(lambda cell: cell.display_text)
 
     def status_frame(self) -> pd.DataFrame:
         """Same shape as `to_frame`, holding each cell's status (for styling and exports)."""
-        records = []
-        for coverage, cells in self.rows():
-            record: dict[str, Any] = {"코드": coverage.code, "담보명": coverage.name}
-            record.update({product.label: cell.status for product, cell in zip(self.products, cells, strict=True)})
-            records.append(record)
-        return pd.DataFrame(records, columns=["코드", "담보명", *[product.label for product in self.products]])
+        return self._wide(lambda cell: cell.status)
 
     def to_long_frame(self) -> pd.DataFrame:
         """One row per cell and raw coverage: status, value_text, raw name, evidence source."""
