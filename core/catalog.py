@@ -5,8 +5,10 @@ Read-only and small; the dashboard caches these, notebooks call them directly.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date
+from typing import Any
 
 import pandas as pd
 from sqlalchemy import Connection, text
@@ -111,8 +113,8 @@ _ALL_PRODUCTS_SQL = text(
 # of a named insurer (so "one product per insurer" is decided as with the full list) and the sibling
 # count that makes the column label: compare() resolves its selection with this instead of the whole
 # catalog: one filtered pass over product, variants and sibling counts by index (0.4 ms at 2,000).
-_NAMED_PRODUCTS_SQL = text(
-    """
+# Written in the driver's parameter style: compare() sends it in its pipeline (core.comparison._fetch).
+NAMED_PRODUCTS_QUERY = """
     SELECT p.product_key, p.product_name, i.insurer_key, i.name_ko, p.product_code, p.version, p.effective_date,
            coalesce(v.keys, '{}'), coalesce(v.names, '{}'),
            (SELECT count(*) FROM product s WHERE s.insurer_id = p.insurer_id)
@@ -121,22 +123,30 @@ _NAMED_PRODUCTS_SQL = text(
     LEFT JOIN LATERAL (SELECT array_agg(variant_key ORDER BY variant_key) AS keys,
                               array_agg(variant_name ORDER BY variant_key) AS names
                        FROM product_variant pv WHERE pv.product_id = p.product_id) v ON true
-    WHERE p.product_key = ANY(:names)
-       OR p.insurer_id IN (SELECT insurer_id FROM insurer WHERE insurer_key = ANY(:names) OR name_ko = ANY(:names))
+    WHERE p.product_key = ANY(CAST(%(names)s AS text[]))
+       OR p.insurer_id IN (SELECT insurer_id FROM insurer
+                           WHERE insurer_key = ANY(CAST(%(names)s AS text[])) OR name_ko = ANY(CAST(%(names)s AS text[])))
     ORDER BY i.insurer_key, p.product_key
-    """
-)
+"""
+COVERAGES_QUERY = "SELECT coverage_code, canonical_name, other_names FROM coverage_canonical ORDER BY coverage_code"
+NAMED_COVERAGES_QUERY = ("SELECT coverage_code, canonical_name, other_names FROM coverage_canonical "
+                         "WHERE coverage_code = ANY(CAST(%(codes)s AS text[])) ORDER BY coverage_code")
 
 
-def _products(conn: Connection, names: list[str] | None = None) -> list[Product]:
-    query, params = (_ALL_PRODUCTS_SQL, {}) if names is None else (_NAMED_PRODUCTS_SQL, {"names": names})
+def products_from_rows(rows: Iterable[Sequence[Any]]) -> list[Product]:
+    """Products from rows of the product queries (key, name, insurer, ..., variant keys/names, siblings)."""
     found = []
-    rows = conn.execute(query, params).all()
     for key, name, insurer_key, insurer_name, code, version, effective, variant_keys, variant_names, siblings in rows:
         label = insurer_name if siblings == 1 else f"{insurer_name} {name}"
         variants = tuple(Variant(k, n) for k, n in zip(variant_keys, variant_names, strict=True))
         found.append(Product(key, name, insurer_key, insurer_name, code, version, effective, variants, label))
     return found
+
+
+def _products(conn: Connection, names: list[str] | None = None) -> list[Product]:
+    if names is None:
+        return products_from_rows(conn.execute(_ALL_PRODUCTS_SQL).all())
+    return products_from_rows(conn.exec_driver_sql(NAMED_PRODUCTS_QUERY, {"names": names}).all())
 
 
 def products() -> list[Product]:
@@ -145,18 +155,14 @@ def products() -> list[Product]:
         return _products(conn)
 
 
+def coverages_from_rows(rows: Iterable[Sequence[Any]]) -> list[Coverage]:
+    return [Coverage(code, name, category_of(code), tuple(others)) for code, name, others in rows]
+
+
 def _coverages(conn: Connection, codes: list[str] | None = None) -> list[Coverage]:
     if codes is None:
-        rows = conn.execute(
-            text("SELECT coverage_code, canonical_name, other_names FROM coverage_canonical ORDER BY coverage_code")
-        ).all()
-    else:
-        rows = conn.execute(
-            text("SELECT coverage_code, canonical_name, other_names FROM coverage_canonical "
-                 "WHERE coverage_code = ANY(:codes) ORDER BY coverage_code"),
-            {"codes": codes},
-        ).all()
-    return [Coverage(code, name, category_of(code), tuple(others)) for code, name, others in rows]
+        return coverages_from_rows(conn.exec_driver_sql(COVERAGES_QUERY).all())
+    return coverages_from_rows(conn.exec_driver_sql(NAMED_COVERAGES_QUERY, {"codes": codes}).all())
 
 
 def coverages() -> list[Coverage]:

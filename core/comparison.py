@@ -15,13 +15,14 @@ import difflib
 import re
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from itertools import repeat
+from typing import Any, NamedTuple
 
 import pandas as pd
 
 from core import catalog, db, explain
 from core.errors import SelectionError
-from core.lock import read_lock
+from core.lock import LOCK_PARAMS, LOCK_QUERY, lock_from_row
 
 CONFIRMED, UNCONFIRMED, NOT_AVAILABLE = "CONFIRMED", "UNCONFIRMED", "NOT_AVAILABLE"
 #: several raw coverages of one product under one code whose statuses differ (each keeps its own)
@@ -35,8 +36,11 @@ MAX_CODES = 500
 _CODE_FORMAT = re.compile(r"^[A-Z]\d{4}(_\d+)?$")
 
 
-@dataclass(frozen=True)
-class Evidence:
+# Evidence and Instance are named tuples rather than dataclasses: a 10 x 50 comparison at market scale
+# builds ~600-2,000 instances and ~2,400-7,200 snippets, and a tuple is built at C speed
+# (`tuple.__new__` over the fetched columns, see `_instance`) where a frozen dataclass runs a Python
+# __init__ per object (~5 ms of a ~25 ms comparison). Fields, methods and immutability are the same.
+class Evidence(NamedTuple):
     """One original snippet (원문): shown verbatim, never edited or checked for language."""
 
     doc_type: str
@@ -49,8 +53,7 @@ class Evidence:
         return f"{insurer_name} · {self.doc_type} · {page}"
 
 
-@dataclass(frozen=True)
-class Instance:
+class Instance(NamedTuple):
     """One raw coverage of a product and its locked amount."""
 
     raw_name: str
@@ -66,8 +69,7 @@ class Instance:
         return self.value_text if self.status == CONFIRMED and self.value_text is not None else UNCONFIRMED_TEXT
 
 
-@dataclass(frozen=True)
-class Cell:
+class Cell(NamedTuple):  # a named tuple like Instance: 500 of them per 10 x 50 comparison
     coverage_code: str
     product_key: str
     instances: tuple[Instance, ...]
@@ -200,14 +202,28 @@ def _closest(value: str, choices: Sequence[str], limit: int = 3) -> list[str]:
     return list(dict.fromkeys([*prefixed, *close]))[:limit] or list(choices[:limit])
 
 
+def _requested_products(requested: Sequence[str] | str) -> list[str]:
+    """The asked names, stripped; refused before any query when there are none or too many."""
+    names = [requested] if isinstance(requested, str) else list(requested)
+    if not names:
+        raise SelectionError("비교할 상품을 하나 이상 선택하세요 (choose at least one product; see core.catalog.products())")
+    if len(names) > MAX_PRODUCTS:
+        raise SelectionError(f"한 번에 최대 {MAX_PRODUCTS}개 상품까지 비교할 수 있습니다 ({len(names)}개 요청)")
+    return [str(name).strip() for name in names]
+
+
+def _requested_codes(requested: Sequence[str] | str) -> list[str]:
+    codes = [requested] if isinstance(requested, str) else list(requested)
+    if not codes:
+        raise SelectionError("비교할 담보 코드를 하나 이상 지정하세요, or pass coverage_codes=None for every code")
+    if len(codes) > MAX_CODES:
+        raise SelectionError(f"한 번에 최대 {MAX_CODES}개 담보까지 비교할 수 있습니다 ({len(codes)}개 요청)")
+    return codes
+
+
 def resolve_products(requested: Sequence[str], known: Sequence[catalog.Product]) -> tuple[catalog.Product, ...]:
     """Product keys, insurer keys or Korean insurer names -> products, keeping the given order."""
-    if isinstance(requested, str):
-        requested = [requested]
-    if not requested:
-        raise SelectionError("비교할 상품을 하나 이상 선택하세요 (choose at least one product; see core.catalog.products())")
-    if len(requested) > MAX_PRODUCTS:
-        raise SelectionError(f"한 번에 최대 {MAX_PRODUCTS}개 상품까지 비교할 수 있습니다 ({len(requested)}개 요청)")
+    requested = _requested_products(requested)
     by_key = {product.key: product for product in known}
     by_insurer: dict[str, list[catalog.Product]] = {}
     for product in known:
@@ -237,14 +253,10 @@ def resolve_products(requested: Sequence[str], known: Sequence[catalog.Product])
 
 
 def resolve_codes(requested: Sequence[str], known: Sequence[catalog.Coverage]) -> tuple[catalog.Coverage, ...]:
-    if isinstance(requested, str):
-        requested = [requested]
-    if not requested:
-        raise SelectionError("비교할 담보 코드를 하나 이상 지정하세요, or pass coverage_codes=None for every code")
-    if len(requested) > MAX_CODES:
-        raise SelectionError(f"한 번에 최대 {MAX_CODES}개 담보까지 비교할 수 있습니다 ({len(requested)}개 요청)")
+    requested = _requested_codes(requested)
     by_code = {coverage.code: coverage for coverage in known}
     chosen: list[catalog.Coverage] = []
+    seen: set[str] = set()
     for raw in requested:
         code = str(raw).strip().upper()
         if code not in by_code:
@@ -254,37 +266,37 @@ def resolve_codes(requested: Sequence[str], known: Sequence[catalog.Coverage]) -
             shape = "" if _CODE_FORMAT.match(code) else " (codes look like A4200_1)"
             raise SelectionError(f"unknown coverage code {raw!r}{shape}; closest: {', '.join(suggestions)}",
                                  bad_value=str(raw), suggestions=suggestions)
-        if by_code[code] not in chosen:
+        if code not in seen:  # a code asked twice is shown once
+            seen.add(code)
             chosen.append(by_code[code])
     return tuple(chosen)
 
 
-# --- the one query -----------------------------------------------------------------------------
+# --- the one round trip -----------------------------------------------------------------------
 
-# One row per coverage instance. Supporting evidence comes as four parallel arrays (type, page, snippet,
-# file), read in index order of evidence_ref_instance_idx (instance, doc_type, ordinal); the query is run
-# on the driver connection with binary results, which psycopg decodes without parsing text. At 1 M facts
-# this replaced the largest cost of compare(): a json_agg per instance meant JSON escaping in the server
-# and a json.loads per instance in Python (see docs/performance.md, "Market scale").
+# One row per coverage instance, unordered (cells are small: they are ordered in Python, which costs less
+# than sorting wide rows in the server). Every snippet of the instance comes in one lateral read of
+# evidence_ref_instance_idx, in index order (doc_type, ordinal), as parallel arrays plus a flag for the
+# proposal snippet that holds the printed amount (the load's audit guarantees it is one of the
+# instance's own), so no second index probe per instance is needed for it. Arrays in binary results
+# are decoded by psycopg without parsing text; a json_agg per instance (JSON escaping in the server,
+# json.loads per row) was the largest cost at 1 M facts (docs/performance.md, "Market scale").
 # The WHERE clause is one of four constant fragments, so each plan sees its exact predicate.
 _COMPARE_SQL = """
     SELECT p.product_key, ci.coverage_code, ci.coverage_name_raw, af.status, af.value_text, af.source_doc_type,
-           af.source_priority, pe.doc_type, pe.page, pe.snippet, pe.source_file,
-           s.doc_types, s.pages, s.snippets, s.source_files
+           af.source_priority, s.is_proposal, s.doc_types, s.pages, s.snippets, s.source_files
     FROM product p
     JOIN coverage_instance ci ON ci.product_id = p.product_id
     JOIN amount_fact af ON af.instance_id = ci.instance_id
-    LEFT JOIN evidence_ref pe ON pe.evidence_id = af.evidence_id
     LEFT JOIN LATERAL (
-        SELECT array_agg(e.doc_type) AS doc_types, array_agg(e.page) AS pages, array_agg(e.snippet) AS snippets,
-               array_agg(e.source_file) AS source_files
-        FROM (SELECT e.doc_type, e.page, e.snippet, e.source_file
+        SELECT array_agg(e.evidence_id = af.evidence_id) AS is_proposal, array_agg(e.doc_type) AS doc_types,
+               array_agg(e.page) AS pages, array_agg(e.snippet) AS snippets, array_agg(e.source_file) AS source_files
+        FROM (SELECT e.evidence_id, e.doc_type, e.page, e.snippet, e.source_file
               FROM evidence_ref e
-              WHERE e.instance_id = ci.instance_id AND e.evidence_id IS DISTINCT FROM af.evidence_id
+              WHERE e.instance_id = ci.instance_id
               ORDER BY e.doc_type, e.ordinal) AS e
     ) AS s ON true
     WHERE p.product_key = ANY(CAST(%(product_keys)s AS text[])) AND {codes}
-    ORDER BY p.product_key, ci.coverage_code, ci.coverage_name_raw
 """
 _CODES_FILTER = {  # (every code?, with unmatched?) -> constant SQL; values travel as parameters
     (False, False): "ci.coverage_code = ANY(CAST(%(codes)s AS text[]))",
@@ -292,51 +304,71 @@ _CODES_FILTER = {  # (every code?, with unmatched?) -> constant SQL; values trav
     (True, False): "ci.coverage_code IS NOT NULL",
     (True, True): "true",
 }
+_new_tuple = tuple.__new__  # builds a named tuple from an iterable at C speed (what NamedTuple._make does)
 
 
 def _instance(row: tuple[Any, ...]) -> Instance:
-    proposal = Evidence(row[7], row[8], row[9], row[10]) if row[9] is not None else None
-    supporting = tuple(map(Evidence, row[11], row[12], row[13], row[14])) if row[11] else ()
-    return Instance(row[2], row[3], row[4], row[5], row[6], proposal, supporting)
+    proposal, supporting = None, ()
+    if row[7] is not None:
+        evidence = list(map(_new_tuple, repeat(Evidence), zip(row[8], row[9], row[10], row[11], strict=True)))
+        if True in row[7]:  # at most one: the fact's evidence_id
+            proposal = evidence.pop(row[7].index(True))
+        supporting = tuple(evidence)
+    return _new_tuple(Instance, (row[2], row[3], row[4], row[5], row[6], proposal, supporting))
 
 
-def _resolve(conn: Any, products: Sequence[str], coverage_codes: Sequence[str] | None,
-             ) -> tuple[tuple[catalog.Product, ...], tuple[catalog.Coverage, ...], list[catalog.Coverage] | None]:
-    """The selection, read for just the names asked (the full catalog only to explain a bad name).
+def _in_display_order(instances: list[Instance] | None) -> tuple[Instance, ...]:
+    # Raw names in code-point order (the C collation); a name shared by two variants keeps its statuses apart.
+    if not instances or len(instances) == 1:  # most cells: nothing to order
+        return tuple(instances or ())
+    return tuple(sorted(instances, key=lambda instance: (instance.raw_name, instance.status, instance.value_text or "")))
 
-    At 2,000 products reading the whole catalog cost more than the comparison itself. The subset holds
-    every product of a named insurer, so resolution decides exactly as with the full lists; a
-    SelectionError is re-raised from the full lists so its suggestions are the same.
+
+def _fetch(conn: Any, names: list[str], codes: list[str] | None, with_unmatched: bool,
+           ) -> tuple[list[Any], list[Any], Any, list[tuple[Any, ...]], str]:
+    """Selection, lock and cells in ONE round trip (a psycopg pipeline on the reading transaction).
+
+    The cells are asked for the names as given: the dashboard, the API and most notebook calls name
+    product keys, so the speculation holds and compare() costs one round trip; when a name is an insurer
+    (resolved to its product afterwards) compare() asks again with the resolved keys.
     """
-    names = [str(value).strip() for value in ([products] if isinstance(products, str) else products)]
-    try:
-        chosen = resolve_products(products, catalog._products(conn, names))
-    except SelectionError:
-        chosen = resolve_products(products, catalog._products(conn))
-    if coverage_codes is None:
-        return chosen, (), catalog._coverages(conn)
-    codes = [str(code).strip().upper() for code in ([coverage_codes] if isinstance(coverage_codes, str)
-                                                    else coverage_codes)]
-    try:
-        wanted = resolve_codes(coverage_codes, catalog._coverages(conn, codes))
-    except SelectionError:
-        wanted = resolve_codes(coverage_codes, catalog._coverages(conn))
-    return chosen, wanted, None
+    sql = _COMPARE_SQL.format(codes=_CODES_FILTER[(codes is None, with_unmatched)])  # constants only
+    driver = conn.connection.driver_connection
+    with driver.pipeline():
+        products = driver.cursor(binary=True).execute(catalog.NAMED_PRODUCTS_QUERY, {"names": names})
+        coverages = (driver.cursor(binary=True).execute(catalog.COVERAGES_QUERY) if codes is None else
+                     driver.cursor(binary=True).execute(catalog.NAMED_COVERAGES_QUERY, {"codes": codes}))
+        lock = driver.cursor(binary=True).execute(LOCK_QUERY, dict(LOCK_PARAMS))
+        cells = driver.cursor(binary=True).execute(sql, {"product_keys": names, "codes": codes or []})
+    return products.fetchall(), coverages.fetchall(), lock.fetchone(), cells.fetchall(), sql
 
 
 def compare(products: Sequence[str], coverage_codes: Sequence[str] | None = None, *,
             with_unmatched: bool = True) -> Comparison:
     """Compare `products` (in this order) on `coverage_codes` (None: every code any of them has)."""
-    # One connection and one read-only transaction for the selection, the cells and the lock.
+    names = _requested_products(products)  # too many or none: refused before any query
+    codes = None if coverage_codes is None else [str(code).strip().upper() for code in
+                                                 _requested_codes(coverage_codes)]
+    # One connection and one read-only transaction for the selection, the lock and the cells.
     with db.read() as conn:
-        chosen, wanted, known_coverages = _resolve(conn, products, coverage_codes)
-        sql = _COMPARE_SQL.format(codes=_CODES_FILTER[(coverage_codes is None, with_unmatched)])  # constants only
-        with conn.connection.driver_connection.cursor(binary=True) as cursor:
-            rows = cursor.execute(sql, {  # constant SQL, values as parameters
-                "product_keys": [product.key for product in chosen],
-                "codes": [coverage.code for coverage in wanted],
-            }).fetchall()
-        lock = read_lock(conn)
+        product_rows, coverage_rows, lock_row, rows, sql = _fetch(conn, names, codes, with_unmatched)
+        try:  # the named products (with every product of a named insurer): decides as the full catalog would
+            chosen = resolve_products(names, catalog.products_from_rows(product_rows))
+        except SelectionError:  # re-decided on the full catalog so the suggestions are the same
+            chosen = resolve_products(names, catalog._products(conn))
+        if codes is None:
+            wanted, known_coverages = (), catalog.coverages_from_rows(coverage_rows)
+        else:
+            known_coverages = None
+            try:
+                wanted = resolve_codes(coverage_codes, catalog.coverages_from_rows(coverage_rows))
+            except SelectionError:
+                wanted = resolve_codes(coverage_codes, catalog._coverages(conn))
+        keys = [product.key for product in chosen]
+        if keys != names:  # an insurer was named: ask again with its product's key (a second round trip)
+            with conn.connection.driver_connection.cursor(binary=True) as cursor:
+                rows = cursor.execute(sql, {"product_keys": keys, "codes": codes or []}).fetchall()
+        lock = lock_from_row(conn, lock_row)
     found: dict[tuple[str, str], list[Instance]] = {}
     unmatched: dict[str, list[Instance]] = {}
     for row in rows:
@@ -347,9 +379,10 @@ def compare(products: Sequence[str], coverage_codes: Sequence[str] | None = None
     if known_coverages is not None:
         present = {code for code, _ in found}
         wanted = tuple(coverage for coverage in known_coverages if coverage.code in present)
-    cells = {(coverage.code, product.key): Cell(coverage.code, product.key,
-                                                tuple(found.get((coverage.code, product.key), ())))
+    cells = {(coverage.code, product.key): _new_tuple(Cell, (coverage.code, product.key,
+                                                             _in_display_order(found.get((coverage.code, product.key)))))
              for coverage in wanted for product in chosen}
     audit = AuditLineage(lock.audit_run_id, lock.audit_status, lock.freeze_tag, lock.git_commit, lock.state,
                          lock.intact, lock.verified_at, lock.reason)
-    return Comparison(chosen, wanted, cells, {key: tuple(value) for key, value in unmatched.items()}, audit)
+    return Comparison(chosen, wanted, cells, {key: _in_display_order(value) for key, value in unmatched.items()},
+                      audit)

@@ -89,8 +89,9 @@ def translate_errors(url: URL) -> Iterator[None]:
         yield
     except IncaError:
         raise
-    except ProgrammingError as error:
-        if isinstance(getattr(error, "orig", None), psycopg.errors.UndefinedTable):
+    except (ProgrammingError, psycopg.errors.UndefinedTable) as error:
+        # compare() queries on the driver connection (a pipeline): its errors arrive unwrapped
+        if isinstance(getattr(error, "orig", error), psycopg.errors.UndefinedTable):
             raise SchemaMissing(
                 "the database has no inca schema yet: run `python -m core load` with the owner connection"
             ) from None

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
-from typing import TypeVar, cast
+from typing import Any, TypeVar, cast
 
 from sqlalchemy import Connection, text
 
@@ -64,9 +64,8 @@ _WITNESS_SELECT = """
                            pg_stat_get_tuples_updated(c.oid), pg_stat_get_tuples_deleted(c.oid)] ORDER BY c.relname)
                AS stats
     FROM pg_class c
-    WHERE c.oid IN (SELECT to_regclass(name) FROM unnest(CAST(:tables AS text[])) AS name)
+    WHERE c.oid IN (SELECT to_regclass(name) FROM unnest(CAST(%(tables)s AS text[])) AS name)
 """
-_WITNESS_SQL = text(_WITNESS_SELECT)
 
 
 @dataclass(frozen=True)
@@ -102,7 +101,7 @@ def _witness_of(counting: bool, tables: list[str] | None, stats: list[list[int]]
 
 
 def _witness(conn: Connection, tables: tuple[str, ...] = FINGERPRINTED_TABLES) -> _Witness | None:
-    return _witness_of(*conn.execute(_WITNESS_SQL, {"tables": list(tables)}).one())
+    return _witness_of(*conn.exec_driver_sql(_WITNESS_SELECT, {"tables": list(tables)}).one())
 
 
 def _compute(conn: Connection) -> tuple[str, float]:
@@ -191,24 +190,31 @@ def forget_cached_fingerprints() -> None:
         _unwritten_cache.clear()
 
 
+# The latest load's audit run, the original audit it was based on, and the witness, in one row. Written
+# in the driver's parameter style so compare() can send it in its pipeline (one round trip for the
+# selection, the lock and the cells) and read_lock() through SQLAlchemy's exec_driver_sql.
+LOCK_QUERY = (
+    """
+    SELECT l.audit_run_id::text, l.status, l.audit_name, l.freeze_tag, l.git_commit, l.recorded_at,
+           l.fingerprint, o.audit_name, o.status, o.rows_audited, o.value_mismatches, o.type_mismatches,
+           o.generated_at, o.freeze_tag, o.git_commit, l.counts,
+           current_database() || '@' || inet_server_port(), w.counting, w.tables, w.stats
+    FROM audit_runs l LEFT JOIN audit_runs o ON o.audit_run_id = l.based_on
+    CROSS JOIN LATERAL ("""
+    + _WITNESS_SELECT
+    + """) AS w
+    WHERE l.kind = 'load' ORDER BY l.recorded_at DESC LIMIT 1
+    """
+)
+LOCK_PARAMS = {"tables": list(FINGERPRINTED_TABLES)}
+
+
 def read_lock(conn: Connection, fresh: bool = False) -> LockState:
-    runs = conn.execute(
-        text(
-            """
-            SELECT l.audit_run_id::text, l.status, l.audit_name, l.freeze_tag, l.git_commit, l.recorded_at,
-                   l.fingerprint, o.audit_name, o.status, o.rows_audited, o.value_mismatches, o.type_mismatches,
-                   o.generated_at, o.freeze_tag, o.git_commit, l.counts,
-                   current_database() || '@' || inet_server_port(), w.counting, w.tables, w.stats
-            FROM audit_runs l LEFT JOIN audit_runs o ON o.audit_run_id = l.based_on
-            -- the witness travels with the audit run: one round trip per lock read (compare() does one)
-            CROSS JOIN LATERAL ("""
-            + _WITNESS_SELECT
-            + """) AS w
-            WHERE l.kind = 'load' ORDER BY l.recorded_at DESC LIMIT 1
-            """
-        ),
-        {"tables": list(FINGERPRINTED_TABLES)},
-    ).first()
+    return lock_from_row(conn, conn.exec_driver_sql(LOCK_QUERY, dict(LOCK_PARAMS)).first(), fresh)
+
+
+def lock_from_row(conn: Connection, runs: Sequence[Any] | None, fresh: bool = False) -> LockState:
+    """The lock state from a row of LOCK_QUERY (None: no load recorded); may recompute the fingerprint."""
     if runs is None:
         return LockState(UNLOADED, None, None, None, None, None, None, None, None, None, None, None,
                          "no audited load recorded: run `python -m core load`")
