@@ -1,6 +1,7 @@
 """What can be compared: insurers, products (with variants), canonical coverages and raw names.
 
-Read-only and small; the dashboard caches these, notebooks call them directly.
+Read-only and catalog-sized (never one row per amount fact: the raw names and per-insurer counts come
+from schema 006's summaries); the dashboard caches these, notebooks call them directly.
 """
 
 from __future__ import annotations
@@ -77,13 +78,15 @@ class Coverage:
 
 @dataclass(frozen=True)
 class RawName:
+    """One insurer's own name for a code, with one stored status (a name may appear once per status)."""
+
     coverage_code: str
     insurer_key: str
     insurer_name: str
-    product_key: str
     raw_name: str
     status: str
-    value_text: str | None
+    #: how many of the insurer's products carry this name with this status
+    products: int
 
 
 def insurers() -> list[Insurer]:
@@ -171,46 +174,93 @@ def coverages() -> list[Coverage]:
         return _coverages(conn)
 
 
+# Schema 006's summaries (materialized by the audited load). A database not yet migrated to 006 (the
+# reader cannot migrate) is read with the same aggregation computed live from the locked tables: slower
+# at market scale, same rows; tests/test_catalog_summary.py holds the two equal.
+_SUMMARY_CHECK_SQL = text("SELECT to_regclass('public.catalog_raw_name') IS NOT NULL "
+                          "AND to_regclass('public.insurer_status_count') IS NOT NULL")
+_RAW_NAME_LIVE = """(
+    SELECT ci.coverage_code, i.insurer_key, i.name_ko AS insurer_name, ci.coverage_name_raw, af.status,
+           count(DISTINCT ci.product_id) AS products, count(*) AS instances
+    FROM coverage_instance ci
+    JOIN insurer i ON i.insurer_id = ci.insurer_id
+    LEFT JOIN amount_fact af ON af.instance_id = ci.instance_id
+    GROUP BY ci.coverage_code, i.insurer_key, i.name_ko, ci.coverage_name_raw, af.status)"""
+
+
+def _raw_name_source(conn: Connection) -> str:
+    """FROM-clause source of the raw-name summary: the view, or its query. Constant SQL, never input."""
+    return "catalog_raw_name" if conn.execute(_SUMMARY_CHECK_SQL).scalar_one() else _RAW_NAME_LIVE
+
+
 def raw_names(code: str | None = None) -> list[RawName]:
-    """Each insurer's own names (and stored status) for `code`, or for every code when None."""
+    """Each insurer's own names and stored status for `code` (every code when None): one entry per
+    distinct (code, insurer, raw name, status), with how many of the insurer's products carry it.
+
+    Distinct names, not one row per product: the amounts of a name differ between products, so they
+    are not here; `compare()` gives them per product with their evidence.
+    """
+    where = "r.coverage_code IS NOT NULL" if code is None else "r.coverage_code = :code"  # constant fragments
     with db.read() as conn:
         rows = conn.execute(
             text(
-                """
-                SELECT ci.coverage_code, i.insurer_key, i.name_ko, p.product_key, ci.coverage_name_raw,
-                       af.status, af.value_text
-                FROM coverage_instance ci
-                JOIN insurer i ON i.insurer_id = ci.insurer_id
-                JOIN product p ON p.product_id = ci.product_id
-                JOIN amount_fact af ON af.instance_id = ci.instance_id
-                WHERE ci.coverage_code IS NOT NULL AND (CAST(:code AS text) IS NULL OR ci.coverage_code = :code)
-                ORDER BY ci.coverage_code, i.insurer_key, ci.coverage_name_raw
+                f"""
+                SELECT r.coverage_code, r.insurer_key, r.insurer_name, r.coverage_name_raw, r.status, r.products
+                FROM {_raw_name_source(conn)} AS r
+                WHERE {where} AND r.status IS NOT NULL
+                ORDER BY r.coverage_code, r.insurer_key, r.coverage_name_raw, r.status
                 """
             ),
-            {"code": code},
+            {} if code is None else {"code": code},
         ).all()
     return [RawName(*row) for row in rows]
 
 
+COVERAGE_TABLE_COLUMNS = ("coverage_code", "canonical_name", "category", "insurer", "coverage_name_raw", "status",
+                          "products")
+
+
 def coverage_table() -> pd.DataFrame:
-    """One row per (canonical coverage, insurer raw name): the catalog page and notebooks use it."""
+    """One row per canonical coverage and distinct insurer raw name with its stored status: the catalog
+    page and notebooks use it. `products` counts the insurer's products carrying that name with that
+    status; a code no product carries has one row with NA name, status and count.
+
+    No `value_text`: one name stands for many products whose amounts differ (use `compare()`).
+    """
     with db.read() as conn:
         rows = conn.execute(
             text(
-                """
-                SELECT c.coverage_code, c.canonical_name, i.name_ko, ci.coverage_name_raw, af.status, af.value_text
+                f"""
+                SELECT c.coverage_code, c.canonical_name, r.insurer_name, r.coverage_name_raw, r.status, r.products
                 FROM coverage_canonical c
-                LEFT JOIN coverage_instance ci ON ci.coverage_code = c.coverage_code
-                LEFT JOIN insurer i ON i.insurer_id = ci.insurer_id
-                LEFT JOIN amount_fact af ON af.instance_id = ci.instance_id
-                ORDER BY c.coverage_code, i.insurer_key, ci.coverage_name_raw
+                LEFT JOIN {_raw_name_source(conn)} AS r ON r.coverage_code = c.coverage_code
+                ORDER BY c.coverage_code, r.insurer_key, r.coverage_name_raw, r.status
                 """
             )
         ).all()
-    frame = pd.DataFrame(rows, columns=["coverage_code", "canonical_name", "insurer", "coverage_name_raw", "status",
-                                        "value_text"])
+    columns = [column for column in COVERAGE_TABLE_COLUMNS if column != "category"]
+    frame = pd.DataFrame([tuple(row) for row in rows], columns=columns)
+    frame["products"] = frame["products"].astype("Int64")  # NA for a code without names, never a float
     frame.insert(2, "category", frame["coverage_code"].map(category_of))
     return frame
+
+
+_STATUS_COUNTS_LIVE_SQL = text(
+    """
+    SELECT i.insurer_key, i.name_ko,
+           count(*) FILTER (WHERE ci.coverage_code IS NOT NULL AND af.status = 'CONFIRMED'),
+           count(*) FILTER (WHERE ci.coverage_code IS NOT NULL AND af.status = 'UNCONFIRMED'),
+           count(*) FILTER (WHERE ci.coverage_code IS NULL AND ci.instance_id IS NOT NULL)
+    FROM insurer i
+    LEFT JOIN coverage_instance ci ON ci.insurer_id = i.insurer_id
+    LEFT JOIN amount_fact af ON af.instance_id = ci.instance_id
+    GROUP BY i.insurer_id, i.insurer_key, i.name_ko
+    ORDER BY i.insurer_key
+    """
+)
+_STATUS_COUNTS_SQL = text(
+    "SELECT insurer_key, insurer_name, confirmed, unconfirmed, unmatched FROM insurer_status_count ORDER BY insurer_key"
+)
 
 
 def status_counts() -> pd.DataFrame:
@@ -220,20 +270,7 @@ def status_counts() -> pd.DataFrame:
     three columns partition each insurer's coverage instances.
     """
     with db.read() as conn:
-        rows = conn.execute(
-            text(
-                """
-                SELECT i.insurer_key, i.name_ko,
-                       count(*) FILTER (WHERE ci.coverage_code IS NOT NULL AND af.status = 'CONFIRMED'),
-                       count(*) FILTER (WHERE ci.coverage_code IS NOT NULL AND af.status = 'UNCONFIRMED'),
-                       count(*) FILTER (WHERE ci.coverage_code IS NULL AND ci.instance_id IS NOT NULL)
-                FROM insurer i
-                LEFT JOIN coverage_instance ci ON ci.insurer_id = i.insurer_id
-                LEFT JOIN amount_fact af ON af.instance_id = ci.instance_id
-                GROUP BY i.insurer_id, i.insurer_key, i.name_ko
-                ORDER BY i.insurer_key
-                """
-            )
-        ).all()
+        summarised = conn.execute(_SUMMARY_CHECK_SQL).scalar_one()
+        rows = conn.execute(_STATUS_COUNTS_SQL if summarised else _STATUS_COUNTS_LIVE_SQL).all()
     return pd.DataFrame([tuple(row) for row in rows],
                         columns=["insurer_key", "insurer", "confirmed", "unconfirmed", "unmatched"])

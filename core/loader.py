@@ -243,6 +243,21 @@ def _copy(conn: Connection, bundle: LoadBundle, progress: Progress | None, freez
                 progress(table, len(rows), len(rows))
 
 
+#: schema 006's materialized views, in refresh order (insurer_status_count is built from catalog_raw_name)
+SUMMARY_VIEWS = ("catalog_raw_name", "insurer_status_count")
+
+
+def _refresh_summaries(conn: Connection) -> None:
+    """Recompute the catalog summaries from the rows just loaded, in the load's own transaction.
+
+    Only once the audits passed, so they describe exactly what commits; a failed load rolls them back
+    with the rows. Migration 006 computed them over what the tables held then (nothing, before a first
+    load); the load is the only writer of those tables, so it is the only place that refreshes them.
+    """
+    for view in SUMMARY_VIEWS:
+        conn.execute(text(f"REFRESH MATERIALIZED VIEW {view}"))  # constant names above, never input
+
+
 def loaded_run(conn: Connection) -> tuple[str, str] | None:
     """(audit_run_id, fingerprint) of the load, or None for a database never loaded."""
     row = conn.execute(
@@ -284,6 +299,7 @@ def load_bundle(bundle: LoadBundle, engine: Engine, progress: Progress | None = 
             if mismatches or wrong_counts:
                 raise AuditFailed("audit failed; nothing was loaded: " + "; ".join((mismatches + wrong_counts)[:5]),
                                   mismatches + wrong_counts)
+            _refresh_summaries(conn)
             fingerprint = conn.execute(text("SELECT inca_amount_fact_fingerprint()")).scalar_one()
             audit_run_id = _record_audit(conn, bundle, counts, fingerprint)
     with db.translate_errors(url), engine.connect() as conn:
