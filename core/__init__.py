@@ -6,6 +6,7 @@ The public API (a contract for the dashboard, the HTTP API and notebooks):
     core.catalog.products()                      # what can be compared
     cmp = core.compare(["samsung", "kb_health_v1"], ["A4200_1", "A4101"])
     cmp.to_frame(); cmp.to_long_frame(); cmp.explanations(); cmp.audit
+    core.unmatched_coverages(["samsung"])        # coverages without a canonical code (no evidence)
     core.status()                                # lock, counts, database (and backup) health
     core.search.find_coverages("암 진단금")          # suggest codes for an insurer's or analyst's name
 
@@ -26,6 +27,7 @@ from core.comparison import (
     Explanation,
     Instance,
     compare,
+    unmatched_coverages,
 )
 from core.errors import (
     AuditFailed,
@@ -71,5 +73,6 @@ __all__ = [
     "forbidden_language",
     "search",
     "status",
+    "unmatched_coverages",
     "validate_text",
 ]

@@ -164,14 +164,7 @@ class Comparison:
 
     def unmatched_frame(self) -> pd.DataFrame:
         """The chosen products' coverages without a canonical code, in product order."""
-        records = []
-        for product in self.products:
-            for instance in self.unmatched.get(product.key, ()):
-                records.append({"product_key": product.key, "insurer": product.insurer_name,
-                                "coverage_name_raw": instance.raw_name, "status": instance.status,
-                                "value_text": instance.value_text, "display_text": instance.display_text})
-        return pd.DataFrame(records, columns=["product_key", "insurer", "coverage_name_raw", "status", "value_text",
-                                              "display_text"])
+        return _unmatched_frame(self.products, self.unmatched)
 
     def explanations(self) -> list[Explanation]:
         """Fixed-template sentences: per coverage, per product in order (per raw coverage when several)."""
@@ -191,6 +184,16 @@ class Comparison:
                     found.append(Explanation(coverage.code, coverage.name, product.key, product.insurer_name,
                                              instance.status, instance.raw_name, sentence))
         return found
+
+
+UNMATCHED_COLUMNS = ["product_key", "insurer", "coverage_name_raw", "status", "value_text", "display_text"]
+
+
+def _unmatched_frame(products: Sequence[catalog.Product], found: dict[str, tuple[Instance, ...]]) -> pd.DataFrame:
+    records = [(product.key, product.insurer_name, instance.raw_name, instance.status, instance.value_text,
+                instance.display_text)
+               for product in products for instance in found.get(product.key, ())]
+    return pd.DataFrame(records, columns=UNMATCHED_COLUMNS)
 
 
 # --- resolving what the user asked for ---------------------------------------------------------
@@ -341,6 +344,38 @@ def _fetch(conn: Any, names: list[str], codes: list[str] | None, with_unmatched:
         lock = driver.cursor(binary=True).execute(LOCK_QUERY, dict(LOCK_PARAMS))
         cells = driver.cursor(binary=True).execute(sql, {"product_keys": names, "codes": codes or []})
     return products.fetchall(), coverages.fetchall(), lock.fetchone(), cells.fetchall(), sql
+
+
+# The uncoded coverages of some products, without their evidence: what the dashboard lists under the
+# table. Asking compare() for them instead fetches every snippet of ~70 coverages per product at market
+# scale (70 % of a 10 x 50 comparison's rows) that the list never shows.
+_UNMATCHED_SQL = """
+    SELECT p.product_key, ci.coverage_name_raw, af.status, af.value_text, af.source_doc_type, af.source_priority
+    FROM product p
+    JOIN coverage_instance ci ON ci.product_id = p.product_id AND ci.coverage_code IS NULL
+    JOIN amount_fact af ON af.instance_id = ci.instance_id
+    WHERE p.product_key = ANY(CAST(%(product_keys)s AS text[]))
+"""
+
+
+def unmatched_coverages(products: Sequence[str]) -> pd.DataFrame:
+    """The coverages of `products` (in this order) without a canonical code: raw name, status, value_text.
+
+    The same rows as `compare(products, ..., with_unmatched=True).unmatched_frame()`, without fetching
+    their evidence snippets.
+    """
+    names = _requested_products(products)
+    with db.read() as conn:
+        try:
+            chosen = resolve_products(names, catalog._products(conn, names))
+        except SelectionError:
+            chosen = resolve_products(names, catalog._products(conn))
+        rows = conn.exec_driver_sql(_UNMATCHED_SQL, {"product_keys": [product.key for product in chosen]}).all()
+    found: dict[str, list[Instance]] = {}
+    for key, raw_name, status, value_text, source_doc_type, source_priority in rows:
+        found.setdefault(key, []).append(Instance(raw_name, status, value_text, source_doc_type, source_priority,
+                                                  None, ()))
+    return _unmatched_frame(chosen, {key: _in_display_order(value) for key, value in found.items()})
 
 
 def compare(products: Sequence[str], coverage_codes: Sequence[str] | None = None, *,

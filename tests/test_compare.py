@@ -120,6 +120,37 @@ def test_unmatched_coverages_by_product(loaded_db: Database) -> None:
     assert list(dict.fromkeys(frame["product_key"])) == ["lotte_health_v1", "samsung_health_v1"]
 
 
+def test_unmatched_coverages_without_evidence_equal_the_comparisons(loaded_db: Database) -> None:
+    order = ["삼성화재", "lotte", "kb_health_v1", "hanwha", "meritz", "db", "hyundai", "heungkuk"]
+    frame = core.unmatched_coverages(order)
+    assert frame.equals(core.compare(order, ["A1100"]).unmatched_frame())
+    keys = list(dict.fromkeys(frame["product_key"]))
+    assert keys == [p.key for p in core.compare(order, ["A1100"]).products if p.key in UNMATCHED]
+    for product in keys:  # against the card files, not the database
+        assert sorted(frame.loc[frame["product_key"] == product, "coverage_name_raw"]) == sorted(UNMATCHED[product])
+    with pytest.raises(core.SelectionError, match="nosuch"):
+        core.unmatched_coverages(["samsung", "nosuch"])
+
+
+def test_every_snippet_arrives_once_and_the_proposal_holds_the_amount(loaded_db: Database) -> None:
+    expected = json.loads((DATASET / "manifest.json").read_text(encoding="utf-8"))["expected_counts"]
+    comparison = core.compare([p.key for p in catalog.products()])
+    instances = [i for cell in comparison.cells.values() for i in cell.instances]
+    instances += [i for found in comparison.unmatched.values() for i in found]
+    assert len(instances) == expected["coverage_instance"]
+    assert sum(len(i.supporting_evidence) + (i.proposal_evidence is not None) for i in instances) == \
+        expected["evidence_ref"]
+    for instance in instances:
+        if instance.status == core.CONFIRMED:
+            assert instance.proposal_evidence is not None and instance.proposal_evidence.doc_type == "가입설계서"
+            assert "".join(instance.value_text.split()) in "".join(instance.proposal_evidence.snippet.split())
+        else:
+            assert instance.proposal_evidence is None
+        assert instance.proposal_evidence not in instance.supporting_evidence
+        kinds = [e.doc_type for e in instance.supporting_evidence]
+        assert kinds == sorted(kinds)  # grouped by document, in stored order
+
+
 def test_evidence_travels_verbatim(loaded_db: Database) -> None:
     comparison = core.compare(["samsung"], ["A1100"])
     instance = comparison.cell("A1100", "samsung_health_v1").instances[0]

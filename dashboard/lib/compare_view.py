@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import pandas as pd
 import streamlit as st
 
 from core import catalog
@@ -122,8 +123,7 @@ def explanations_section(cmp: Comparison) -> None:
             st.html(table.evidence_html(cmp, coverage))
 
 
-def unmatched_section(cmp: Comparison) -> None:
-    frame = cmp.unmatched_frame()
+def unmatched_section(cmp: Comparison, frame: pd.DataFrame) -> None:
     st.subheader("표준 담보 코드에 연결되지 않은 담보")
     st.caption("선택한 상품의 가입설계서에 있으나 표준 담보 코드에 연결되지 않은 담보입니다. 표기는 원문 그대로입니다.")
     for product in cmp.products:
@@ -159,5 +159,5 @@ def render() -> None:
     lock_alert(cmp)
     comparison_section(cmp)
     explanations_section(cmp)
-    unmatched_section(cmp)
+    unmatched_section(cmp, data.unmatched(key, selection.products))
     audit_footer(cmp)
