@@ -57,6 +57,10 @@ def pre_audit(bundle: LoadBundle) -> list[str]:
                 failures.append(f"{where}: CONFIRMED without value_text")
             elif evidence_id not in evidence:
                 failures.append(f"{where}: CONFIRMED without proposal evidence")
+            # The amount's evidence is a snippet of this coverage: compare() reads it with the instance's
+            # own snippets (one index probe), and an amount proven by another coverage's text proves nothing.
+            elif evidence[evidence_id][1] != instance_id:
+                failures.append(f"{where}: its proposal evidence belongs to another coverage")
             # The plain substring test first: when it holds, the whitespace-free one holds too, and it
             # spares two regex passes per fact (seconds at a million facts).
             elif value_text not in evidence[evidence_id][5] and _squash(value_text) not in _squash(evidence[evidence_id][5]):
@@ -80,12 +84,15 @@ def pre_audit(bundle: LoadBundle) -> list[str]:
 
 _POST_AUDIT_SQL = text(
     """
-    SELECT ci.coverage_name_raw, af.value_text
+    SELECT ci.coverage_name_raw, af.value_text,
+           CASE WHEN e.instance_id <> af.instance_id THEN 'its proposal evidence belongs to another coverage'
+                ELSE 'not in its proposal snippet' END
     FROM amount_fact af
     JOIN coverage_instance ci ON ci.instance_id = af.instance_id
     LEFT JOIN evidence_ref e ON e.evidence_id = af.evidence_id
     WHERE af.status = 'CONFIRMED'
       AND (e.snippet IS NULL
+           OR e.instance_id <> af.instance_id
            -- plain strpos first: when it finds the value the whitespace-free test would too (cheap filter)
            OR (strpos(e.snippet, af.value_text) = 0
                AND strpos(regexp_replace(e.snippet, '\\s', '', 'g'), regexp_replace(af.value_text, '\\s', '', 'g')) = 0))
@@ -291,7 +298,7 @@ def load_bundle(bundle: LoadBundle, engine: Engine, progress: Progress | None = 
             except psycopg.errors.IntegrityError as error:
                 raise AuditFailed(f"the database refused a row ({error.diag.constraint_name or error.sqlstate}: "
                                   f"{error.diag.message_primary}); nothing was loaded", [str(error)]) from None
-            mismatches = [f"{name}: {value!r} not in its proposal snippet" for name, value in conn.execute(_POST_AUDIT_SQL)]
+            mismatches = [f"{name}: {value!r} {reason}" for name, value, reason in conn.execute(_POST_AUDIT_SQL)]
             counts = live_counts(conn)
             counts["audit_runs"] += 2  # the two runs written below
             wrong_counts = [f"{table}: {counts.get(table)} loaded, {want} expected"

@@ -256,6 +256,43 @@ def test_unconfirmed_with_a_value_fails_the_audit(fresh_db: Database, tmp_path: 
     assert_empty(fresh_db)
 
 
+def _facts_sharing_a_value(rows: list[tuple]) -> tuple[int, int]:
+    """Positions of two CONFIRMED facts printed with the same value_text (their snippets both hold it)."""
+    seen: dict[str, int] = {}
+    for position, row in enumerate(rows):
+        if row[2] == "CONFIRMED":
+            if row[3] in seen:
+                return seen[row[3]], position
+            seen[row[3]] = position
+    raise AssertionError("the dataset has no two facts with the same printed amount")
+
+
+def test_proposal_evidence_of_another_coverage_fails_the_pre_audit() -> None:
+    bundle = dataset.read_bundle(PROJECT / "data" / "dataset")
+    facts = bundle.rows["amount_fact"]
+    first, second = _facts_sharing_a_value(facts)
+    assert loader.pre_audit(bundle) == []
+    moved = list(facts[first])
+    moved[6] = facts[second][6]  # the other fact's proposal snippet: it holds the same amount text
+    facts[first] = tuple(moved)
+    failures = loader.pre_audit(bundle)
+    assert len(failures) == 1 and failures[0].endswith("its proposal evidence belongs to another coverage")
+
+
+def test_proposal_evidence_of_another_coverage_fails_the_post_audit(fresh_loaded_db: Database) -> None:
+    with admin_conn(fresh_loaded_db) as conn:
+        rows = conn.execute("SELECT amount_id, instance_id, status, value_text, NULL, NULL, evidence_id "
+                            "FROM amount_fact ORDER BY amount_id").fetchall()
+        first, second = _facts_sharing_a_value(rows)
+        conn.execute("BEGIN")
+        conn.execute("SELECT inca_open_audited_load()")
+        assert conn.execute(str(loader._POST_AUDIT_SQL)).fetchall() == []
+        conn.execute("UPDATE amount_fact SET evidence_id = %s WHERE amount_id = %s", (rows[second][6], rows[first][0]))
+        found = conn.execute(str(loader._POST_AUDIT_SQL)).fetchall()
+        conn.execute("ROLLBACK")
+    assert [reason for _name, _value, reason in found] == ["its proposal evidence belongs to another coverage"]
+
+
 def test_database_constraints_reject_bad_facts_even_inside_the_load(fresh_loaded_db: Database) -> None:
     with admin_conn(fresh_loaded_db) as conn:
         conn.execute("BEGIN")
