@@ -99,7 +99,14 @@ def resolve_coverages(codes: Sequence[str], known: Sequence[catalog.Coverage]) -
 
 
 def run(request: CompareRequest) -> Comparison:
-    products = resolve_products(request.products, catalog.products())
+    # Only the named insurers' products are read (every product of each, so the decision is the full
+    # catalog's); an error is re-decided on the full catalog so it lists every valid name.
+    insurers = [name for ref in request.products for name in dict.fromkeys((ref.insurer.strip(),
+                                                                            ref.insurer.strip().lower()))]
+    try:
+        products = resolve_products(request.products, catalog.products(insurers))
+    except ApiError:
+        products = resolve_products(request.products, catalog.products())
     codes = resolve_coverages([ref.coverage_code for ref in request.target_coverages], catalog.coverages())
     comparison = compare([product.key for product in products], codes, with_unmatched=False)
     audit = comparison.audit

@@ -181,6 +181,16 @@ def test_audit_lineage(loaded_db: Database) -> None:
     assert audit.audit_status == "PASS" and audit.audit_run_id
 
 
+def test_named_products_are_the_full_catalogs(loaded_db: Database) -> None:
+    every = catalog.products()
+    for product in every:
+        for name in (product.key, product.insurer_key, product.insurer_name):
+            expected = [p for p in every if name in (p.key, p.insurer_key, p.insurer_name)]
+            assert catalog.products([f" {name} "]) == expected
+    assert catalog.products(["nosuch"]) == []
+    assert catalog.products(["samsung", "메리츠화재"]) == [p for p in every if p.insurer_key in ("meritz", "samsung")]
+
+
 def test_insurer_keys_and_korean_names_resolve(loaded_db: Database) -> None:
     by_key = core.compare(["samsung", "KB손해보험"], ["A1100"])
     assert [p.key for p in by_key.products] == ["samsung_health_v1", "kb_health_v1"]
