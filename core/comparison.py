@@ -227,6 +227,8 @@ def _requested_codes(requested: Sequence[str] | str) -> list[str]:
 def resolve_products(requested: Sequence[str], known: Sequence[catalog.Product]) -> tuple[catalog.Product, ...]:
     """Product keys, insurer keys or Korean insurer names -> products, keeping the given order."""
     requested = _requested_products(requested)
+    if not known:
+        raise SelectionError("the database holds no products: run `python -m core load` (see core.status())")
     by_key = {product.key: product for product in known}
     by_insurer: dict[str, list[catalog.Product]] = {}
     for product in known:

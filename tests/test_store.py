@@ -374,6 +374,18 @@ def test_schema_missing_error_from_reads(fresh_db: Database) -> None:
         conn.execute(text("SELECT count(*) FROM amount_fact"))
 
 
+def test_compare_on_an_empty_database_says_what_to_do(fresh_db: Database) -> None:
+    import core
+
+    # compare() queries through a psycopg pipeline: its driver errors arrive unwrapped by SQLAlchemy
+    with pytest.raises(SchemaMissing, match="python -m core load"):
+        core.compare(["samsung"], ["A4200_1"])
+    with db.admin_engine().begin() as conn:  # the schema, no load
+        migrate.apply(conn)
+    with pytest.raises(core.SelectionError, match="python -m core load"):
+        core.compare(["samsung"], ["A4200_1"])
+
+
 # --- settings ----------------------------------------------------------------------------------
 
 def test_libpq_urls_are_accepted_and_masked(monkeypatch: pytest.MonkeyPatch) -> None:
