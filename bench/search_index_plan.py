@@ -9,12 +9,12 @@ dropped at the end; the project's own database is never touched):
   1. the audited load of the bundled dataset (360 names: the planner scans them sequentially);
   2. `--rows` synthetic coverage names (subject × benefit × generation × qualifier, deterministic)
      embedded with core.search_vectors.embed and COPYed in one audited transaction
-     (`SELECT inca_open_audited_load()` opens the lock for that transaction only), then ANALYZE.
-     In that transaction the HNSW index is dropped before the COPY and re-created from its own
-     definition (`pg_get_indexdef`) after it: the same index, built in bulk, about twice as fast as
-     row-by-row inserts (`--incremental` keeps it and inserts row by row, as the load does);
+     (`SELECT inca_open_audited_load()` opens the lock for that transaction only), then, in that
+     transaction as the load does, REFRESH of schema 007's distinct vectors (its HNSW index is built
+     after the rows, in bulk), then ANALYZE;
   3. EXPLAIN ANALYZE of core.search's ranking query through the reading connection: the plan must
-     read `coverage_alias` through `coverage_alias_embedding_idx`;
+     read `coverage_alias_vector` through `coverage_alias_vector_embedding_idx` (above
+     core.search.EXACT_SCAN_UP_TO vectors find_coverages lets the planner use it);
   4. recall: the top-5 codes of every workbook raw name and colloquial query, by the index alone,
      and as find_coverages ranks them (the index, rechecked by an exact scan when the best score is
      below core.search.EXACT_RECHECK_BELOW), against an exact scan (`enable_indexscan = off`):
@@ -93,7 +93,7 @@ def explain(conn: sa.Connection, text: str, analyze: bool = True) -> str:
 
 
 def top(conn: sa.Connection, text: str, mode: str) -> list[sa.Row]:
-    """Top 5 codes by the index alone, by an exact scan, or as find_coverages ranks them."""
+    """Top 5 codes by the planner's choice (the index), by an exact scan, or as find_coverages ranks them."""
     if mode == "public":
         return search._search(conn, embed(text), 5)
     return search._rank(conn, embed(text), 5, exact=mode == "exact")
@@ -105,7 +105,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--server-url", help="superuser URL of a server to create the scratch database on "
                                              "(default: the embedded server in INCA_DATA_DIR)")
     parser.add_argument("--keep", action="store_true", help="keep the scratch database (its name is printed)")
-    parser.add_argument("--incremental", action="store_true", help="insert into the existing index row by row")
     args = parser.parse_args(argv)
     warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
 
@@ -125,7 +124,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     lock.forget_cached_fingerprints()
     print(f"scratch database {name} on {config.mask(admin)}")
     try:
-        run(args.rows, scratch, args.incremental)
+        run(args.rows, scratch)
     finally:
         db.dispose_all()
         if not args.keep:
@@ -134,7 +133,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
-def run(rows: int, scratch: URL, incremental: bool) -> None:
+def run(rows: int, scratch: URL) -> None:
     started = time.perf_counter()
     result = loader.load()
     print(f"1. audited load: {result.counts['coverage_alias']} names in {time.perf_counter() - started:.1f} s")
@@ -149,30 +148,30 @@ def run(rows: int, scratch: URL, incremental: bool) -> None:
         embedded_in = time.perf_counter() - started
         started = time.perf_counter()
         conn.execute("SELECT inca_open_audited_load()")  # this transaction only; committed below
-        definition = conn.execute("SELECT pg_get_indexdef('coverage_alias_embedding_idx'::regclass)").fetchone()
-        if not incremental and definition:
-            conn.execute("DROP INDEX coverage_alias_embedding_idx")
         columns = ", ".join(COLUMNS["coverage_alias"])
         with conn.cursor().copy(f"COPY coverage_alias ({columns}) FROM STDIN") as copy:
             for row in rows_to_copy:
                 copy.write_row(row)
-        if not incremental and definition:
-            conn.execute("SET LOCAL maintenance_work_mem = '1GB'")
-            conn.execute(definition[0])  # the catalog's own text of the index, not input
-        conn.commit()
         copied_in = time.perf_counter() - started
-        conn.execute("ANALYZE coverage_alias")
+        conn.execute("SET LOCAL maintenance_work_mem = '512MB'")  # as the load's transaction
+        conn.execute("SET LOCAL work_mem = '128MB'")
+        conn.execute("REFRESH MATERIALIZED VIEW coverage_alias_vector")
         conn.commit()
-        total = conn.execute("SELECT count(*) FROM coverage_alias").fetchone()
-    how = "row-by-row HNSW inserts" if incremental else "HNSW index rebuilt in bulk"
-    print(f"2. {rows} synthetic names: embedded in {embedded_in:.1f} s, COPY + {how} in {copied_in:.1f} s; "
-          f"coverage_alias now {total[0] if total else '?'} rows")
+        refreshed_in = time.perf_counter() - started - copied_in
+        conn.execute("ANALYZE coverage_alias, coverage_alias_vector")
+        conn.commit()
+        total = conn.execute("SELECT (SELECT count(*) FROM coverage_alias), (SELECT count(*) FROM coverage_alias_vector)"
+                             ).fetchone()
+        definition = conn.execute("SELECT pg_get_indexdef('coverage_alias_vector_embedding_idx'::regclass)").fetchone()
+    print(f"2. {rows} synthetic names: embedded in {embedded_in:.1f} s, COPY in {copied_in:.1f} s, distinct vectors "
+          f"+ HNSW index refreshed in {refreshed_in:.1f} s; coverage_alias now {total[0] if total else '?'} names, "
+          f"{total[1] if total else '?'} distinct vectors")
     if definition:
         print(f"   {definition[0]}")
 
     with db.read() as conn:
         plan = explain(conn, SAMPLE_QUERY)
-    used = "Index Scan using coverage_alias_embedding_idx on coverage_alias" in plan
+    used = "Index Scan using coverage_alias_vector_embedding_idx on coverage_alias_vector" in plan
     print(f"3. EXPLAIN ANALYZE of the ranking query for {SAMPLE_QUERY!r} (reading connection):\n{_indent(plan)}")
     print(f"   HNSW index used: {'yes' if used else 'NO'}")
 

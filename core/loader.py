@@ -265,6 +265,20 @@ def _refresh_summaries(conn: Connection) -> None:
         conn.execute(text(f"REFRESH MATERIALIZED VIEW {view}"))  # constant names above, never input
 
 
+#: schema 007's distinct search vectors, derived from coverage_alias (core/search.py ranks them)
+SEARCH_VIEWS = ("coverage_alias_vector",)
+
+
+def _refresh_search_vectors(conn: Connection) -> None:
+    """Recompute the distinct search vectors from the names just loaded, in the load's own transaction.
+
+    REFRESH fills the view first and builds its HNSW index after, in bulk (the load's
+    maintenance_work_mem still holds); the load migrated the schema first, so the view exists.
+    """
+    for view in SEARCH_VIEWS:
+        conn.execute(text(f"REFRESH MATERIALIZED VIEW {view}"))  # constant names above, never input
+
+
 def loaded_run(conn: Connection) -> tuple[str, str] | None:
     """(audit_run_id, fingerprint) of the load, or None for a database never loaded."""
     row = conn.execute(
@@ -307,6 +321,7 @@ def load_bundle(bundle: LoadBundle, engine: Engine, progress: Progress | None = 
                 raise AuditFailed("audit failed; nothing was loaded: " + "; ".join((mismatches + wrong_counts)[:5]),
                                   mismatches + wrong_counts)
             _refresh_summaries(conn)
+            _refresh_search_vectors(conn)
             fingerprint = conn.execute(text("SELECT inca_amount_fact_fingerprint()")).scalar_one()
             audit_run_id = _record_audit(conn, bundle, counts, fingerprint)
     with db.translate_errors(url), engine.connect() as conn:

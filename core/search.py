@@ -3,9 +3,10 @@
     core.search.find_coverages("뇌졸증 진단금")          # -> [CoverageMatch(code="A4103", ...), ...]
 
 The query is embedded in Python (`core.search_vectors.embed`, the same function the load used for
-the stored names) and ranked in PostgreSQL by pgvector's cosine distance over `coverage_alias`
-(schema/004): the nearest names first, then the best name per code. On a large table the planner
-answers from the HNSW index, which is approximate; a weak best score is rechecked by an exact
+the stored names) and ranked in PostgreSQL by pgvector's cosine distance over the distinct vectors of
+`coverage_alias` (schema/004, schema/007: many names share one vector): the nearest vectors first,
+then the best name per code. Up to EXACT_SCAN_UP_TO vectors the scan is exact; above, the planner may
+answer from the HNSW index, which is approximate, and a weak best score is rechecked by an exact
 scan. Search only suggests: it reads through the reading connection and never changes a mapping.
 Rules (docs/search.md):
 
@@ -35,6 +36,7 @@ __all__ = [
     "DEFAULT_K",
     "EMPTY_QUERY_MESSAGE",
     "EXACT_RECHECK_BELOW",
+    "EXACT_SCAN_UP_TO",
     "INDEX_EMPTY_MESSAGE",
     "MAX_K",
     "MAX_QUERY_CHARS",
@@ -57,7 +59,13 @@ MIN_EF_SEARCH = 100
 #: The HNSW graph can leave names whose words are rare in the table unreachable (at 50 000 names, a
 #: query equal to a stored 후유장해 name came back with 0.26 through the index and 1.0 exactly); a
 #: best score below this repeats the query as an exact scan, which only costs time on a large table.
-EXACT_RECHECK_BELOW = 0.5
+#: 0.8 since schema 007 (an exact scan of 34,000 inline vectors: ~80 ms, was ~300 ms for the names):
+#: at 50 000 synthetic names 5 % of real queries are rechecked and 99.6 % agree with an exact scan on
+#: the first code (0.5: 97.6 %; docs/search.md).
+EXACT_RECHECK_BELOW = 0.8
+#: Up to this many distinct vectors (schema 007) every search is an exact scan: ~4 ms for the 1,871 of a
+#: million facts, so exact costs about what the index does, and no weak match needs a second scan.
+EXACT_SCAN_UP_TO = 10_000
 
 EMPTY_QUERY_MESSAGE = "검색어가 비어 있습니다 (the search text is empty: type a coverage name, e.g. 암 진단비)"
 NOTHING_SEARCHABLE_MESSAGE = (
@@ -114,9 +122,40 @@ def _clamp(k: object) -> int:
     return max(MIN_K, min(MAX_K, whole))
 
 
-# Nearest names first (pgvector can answer this from the HNSW index), then the best name per code,
-# then codes by distance. `{where}` only ever receives one of the constant fragments below.
+# Nearest distinct vectors first (schema 007: each carries its names: every code's best one, and all of
+# them for the bench filters), then the best name per code, then codes by distance. Ranking distinct vectors
+# instead of names: at a million facts 39,495 names share 1,871 vectors, so an exact scan reads 1,871
+# inline vectors instead of detoasting 39,495 (docs/search.md, "Market scale"). `{where}` only ever
+# receives one of the constant fragments below, `{names}` "best_" or "".
 _NEAREST_TEMPLATE = """
+    WITH nearest AS (
+        SELECT v.{names}coverage_codes AS codes, v.{names}alias_texts AS texts, v.{names}insurer_keys AS insurers,
+               v.{names}sources AS sources, v.embedding <=> CAST(:query AS vector) AS distance
+        FROM coverage_alias_vector v
+        WHERE v.feature_version = :feature_version
+        ORDER BY v.embedding <=> CAST(:query AS vector)
+        LIMIT :candidates
+    ), named AS (
+        SELECT a.coverage_code, a.alias_text, a.insurer_key, a.source, n.distance
+        FROM nearest n
+        CROSS JOIN LATERAL unnest(n.codes, n.texts, n.insurers, n.sources)
+            AS a (coverage_code, alias_text, insurer_key, source)
+        WHERE TRUE{where}
+    ), best AS (
+        SELECT DISTINCT ON (coverage_code) coverage_code, alias_text, insurer_key, source, distance
+        FROM named
+        ORDER BY coverage_code, distance, source, alias_text, insurer_key NULLS FIRST
+    )
+    SELECT b.coverage_code, c.canonical_name, b.alias_text, b.insurer_key, i.name_ko, b.source,
+           1 - b.distance AS similarity
+    FROM best b
+    JOIN coverage_canonical c ON c.coverage_code = b.coverage_code
+    LEFT JOIN insurer i ON i.insurer_key = b.insurer_key
+    ORDER BY b.distance, b.coverage_code
+    LIMIT :k
+"""
+#: A database at schema 004-006 that the reading role cannot migrate: rank the names themselves.
+_NEAREST_BY_NAME_TEMPLATE = """
     WITH nearest AS (
         SELECT a.coverage_code, a.alias_text, a.insurer_key, a.source,
                a.embedding <=> CAST(:query AS vector) AS distance
@@ -127,7 +166,7 @@ _NEAREST_TEMPLATE = """
     ), best AS (
         SELECT DISTINCT ON (coverage_code) coverage_code, alias_text, insurer_key, source, distance
         FROM nearest
-        ORDER BY coverage_code, distance, source, alias_text
+        ORDER BY coverage_code, distance, source, alias_text, insurer_key NULLS FIRST
     )
     SELECT b.coverage_code, c.canonical_name, b.alias_text, b.insurer_key, i.name_ko, b.source,
            1 - b.distance AS similarity
@@ -144,27 +183,53 @@ _BENCH_FILTERS = {
     "exclude_text": "\n          AND a.alias_text <> :exclude_text",
     "sources": "\n          AND a.source = ANY(:sources)",
 }
-_NEAREST_SQL = sa.text(_NEAREST_TEMPLATE.format(where=""))
+_NEAREST_SQL = sa.text(_NEAREST_TEMPLATE.format(names="best_", where=""))
+_NEAREST_BY_NAME_SQL = sa.text(_NEAREST_BY_NAME_TEMPLATE.format(where=""))
+
+# Settings for this transaction only, and what the database holds, in one round trip. An HNSW scan
+# yields at most hnsw.ef_search rows: at least the candidate count. Up to EXACT_SCAN_UP_TO distinct
+# vectors (by the load's ANALYZE) the scan is exact whatever the planner would prefer.
+_SETTINGS_SQL = sa.text(
+    """
+    WITH held AS (
+        SELECT to_regclass('public.coverage_alias') IS NOT NULL AS has_alias,
+               to_regclass('public.coverage_alias_vector') IS NOT NULL AS has_vectors,
+               (SELECT c.reltuples FROM pg_class c WHERE c.oid = to_regclass('public.coverage_alias_vector'))
+                   AS vectors
+    )
+    SELECT set_config('hnsw.ef_search', :ef, true),
+           set_config('enable_indexscan',
+                      CASE WHEN :exact THEN 'off'
+                           WHEN :automatic AND has_vectors AND vectors BETWEEN 0 AND :exact_up_to THEN 'off'
+                           ELSE 'on' END,
+                      true) = 'off',
+           has_alias, has_vectors
+    FROM held
+    """
+)
 
 
-def _nearest_sql(filters: Sequence[str] = ()) -> TextClause:
+def _nearest_sql(filters: Sequence[str] = (), *, by_name: bool = False) -> TextClause:
     if not filters:
-        return _NEAREST_SQL
-    return sa.text(_NEAREST_TEMPLATE.format(where="".join(_BENCH_FILTERS[name] for name in filters)))
+        return _NEAREST_BY_NAME_SQL if by_name else _NEAREST_SQL
+    # Leaving single names out needs every name of a vector, not only each code's best one.
+    template = _NEAREST_BY_NAME_TEMPLATE if by_name else _NEAREST_TEMPLATE
+    return sa.text(template.format(names="", where="".join(_BENCH_FILTERS[name] for name in filters)))
 
 
-def _rank(conn: Connection, vector: Sequence[float], k: int, *, exact: bool = False, **bench_filters: Any) -> list[Any]:
-    """The ranking query on an open reading connection (`exact`: no index scan); `bench_filters`
-    (exclude_insurer + exclude_text, exclude_text, sources) are for the quality bench only."""
+@dataclass(frozen=True)
+class _Ranked:
+    rows: list[Any]
+    exact: bool  # the scan could not use the index: the ranking is exact
+
+
+def _ranked(conn: Connection, vector: Sequence[float], k: int, *, exact: bool | None = None,
+            **bench_filters: Any) -> _Ranked:
     candidates = max(k * CANDIDATES_PER_CODE, MIN_CANDIDATES)
-    # An HNSW scan yields at most hnsw.ef_search rows: at least the candidate count. Both settings
-    # hold for this transaction only; the same statement reports whether the table exists (004).
-    has_table = conn.execute(
-        sa.text("SELECT set_config('hnsw.ef_search', :ef, true), set_config('enable_indexscan', :indexscan, true),"
-                " to_regclass('public.coverage_alias') IS NOT NULL"),
-        {"ef": str(max(candidates, MIN_EF_SEARCH)), "indexscan": "off" if exact else "on"},
-    ).one()[2]
-    if not has_table:
+    settings = conn.execute(_SETTINGS_SQL, {"ef": str(max(candidates, MIN_EF_SEARCH)), "exact": exact is True,
+                                            "automatic": exact is None, "exact_up_to": EXACT_SCAN_UP_TO}).one()
+    scanned_exactly, has_alias, has_vectors = bool(settings[1]), settings[2], settings[3]
+    if not has_alias:
         has_schema = conn.execute(sa.text("SELECT to_regclass('public.audit_runs') IS NOT NULL")).scalar_one()
         raise SchemaMissing(_NO_TABLE_MESSAGE if has_schema else
                             "the database has no inca schema yet: run `python -m core load` with the owner connection")
@@ -176,15 +241,25 @@ def _rank(conn: Connection, vector: Sequence[float], k: int, *, exact: bool = Fa
     # The vector travels as a bound parameter in pgvector's text form, never inside the statement.
     params = {"query": vector_literal(vector), "feature_version": FEATURE_VERSION, "candidates": candidates, "k": k,
               **bench_filters}
-    return list(conn.execute(_nearest_sql(filters), params).all())
+    rows = list(conn.execute(_nearest_sql(filters, by_name=not has_vectors), params).all())
+    return _Ranked(rows, scanned_exactly)
+
+
+def _rank(conn: Connection, vector: Sequence[float], k: int, *, exact: bool | None = None,
+          **bench_filters: Any) -> list[Any]:
+    """The ranking query on an open reading connection. `exact`: True never uses the index, False leaves
+    the choice to the planner, None (find_coverages) is exact up to EXACT_SCAN_UP_TO vectors, else False.
+    `bench_filters` (exclude_insurer + exclude_text, exclude_text, sources) are for the quality bench only."""
+    return _ranked(conn, vector, k, exact=exact, **bench_filters).rows
 
 
 def _search(conn: Connection, vector: Sequence[float], k: int, **bench_filters: Any) -> list[Any]:
-    """What find_coverages ranks: the planner's choice, rechecked exactly when the best is weak."""
-    rows = _rank(conn, vector, k, **bench_filters)
-    if rows and float(rows[0][6]) < EXACT_RECHECK_BELOW:
-        rows = _rank(conn, vector, k, exact=True, **bench_filters)
-    return rows
+    """What find_coverages ranks: the planner's choice, rechecked exactly when the best is weak
+    (unless the first scan was already exact)."""
+    ranked = _ranked(conn, vector, k, **bench_filters)
+    if ranked.rows and not ranked.exact and float(ranked.rows[0][6]) < EXACT_RECHECK_BELOW:
+        return _rank(conn, vector, k, exact=True, **bench_filters)
+    return ranked.rows
 
 
 def _explain_empty(conn: Connection) -> SchemaMissing:

@@ -6,17 +6,20 @@ from __future__ import annotations
 import json
 import math
 import uuid
+from collections.abc import Iterator
+from typing import Any
 
 import psycopg
 import pytest
 from sqlalchemy import text
 
 import core
+from bench import market
 from core import catalog, db, loader, migrate, search
 from core.dataset import COLUMNS, read_bundle, vector_literal
 from core.errors import IncaError, SchemaMissing, SelectionError
 from core.search_vectors import FEATURE_VERSION, MAX_QUERY_CHARS, embed
-from tests.conftest import PROJECT, Database
+from tests.conftest import PROJECT, Database, PgServer, point_env_at
 from tests.test_search_vectors import HELD_OUT
 
 DATASET = PROJECT / "data" / "dataset"
@@ -177,16 +180,19 @@ def test_stored_vectors_are_embed_of_the_stored_text(loaded_db: Database) -> Non
         assert all(math.isclose(a, b, abs_tol=1e-6) for a, b in zip(vector, embed(alias_text), strict=True))
 
 
-def test_alias_table_has_the_hnsw_index_lock_and_read_grant(loaded_db: Database) -> None:
+def test_alias_table_has_the_lock_and_read_grant_and_its_vectors_the_hnsw_index(loaded_db: Database) -> None:
     with admin_conn(loaded_db) as conn:
-        indexdef = conn.execute("SELECT indexdef FROM pg_indexes WHERE indexname = 'coverage_alias_embedding_idx'"
+        indexdef = conn.execute("SELECT indexdef FROM pg_indexes WHERE indexname = 'coverage_alias_vector_embedding_idx'"
                                 ).fetchone()
+        on_names = conn.execute("SELECT indexname FROM pg_indexes WHERE tablename = 'coverage_alias'"
+                                " AND indexdef LIKE '%hnsw%'").fetchall()
         trigger = conn.execute(
             "SELECT tgtype & 1 = 0, p.proname FROM pg_trigger t JOIN pg_proc p ON p.oid = t.tgfoid"
             " WHERE t.tgrelid = 'coverage_alias'::regclass AND NOT t.tgisinternal").fetchall()
         grants = conn.execute("SELECT privilege_type FROM information_schema.role_table_grants"
                               " WHERE table_name = 'coverage_alias' AND grantee = 'inca_read'").fetchall()
-    assert indexdef and "USING hnsw (embedding vector_cosine_ops)" in indexdef[0]
+    assert indexdef and "ON public.coverage_alias_vector USING hnsw (embedding vector_cosine_ops)" in indexdef[0]
+    assert on_names == []  # schema 007: search ranks distinct vectors, the names need no graph
     assert trigger == [(True, "inca_refuse_unaudited_write")]  # FOR EACH STATEMENT
     assert grants == [("SELECT",)]
 
@@ -244,8 +250,8 @@ def test_ensure_loaded_leaves_a_configured_database_alone(loaded_db: Database) -
 def test_database_loaded_before_schema_004_says_to_reload(fresh_loaded_db: Database) -> None:
     """Rebuild the state of a database loaded with schema 003, then upgrade it as an operator would."""
     with admin_conn(fresh_loaded_db) as conn:
-        conn.execute("DROP TABLE coverage_alias")
-        conn.execute("DELETE FROM schema_migrations WHERE version = 4")
+        conn.execute("DROP TABLE coverage_alias CASCADE")  # and schema 007's view of it
+        conn.execute("DELETE FROM schema_migrations WHERE version IN (4, 7)")
         conn.execute("SET session_replication_role = replica")  # superuser bypass of the lock, test setup only
         conn.execute("UPDATE audit_runs SET counts = counts - 'coverage_alias'")
     # Schema 003: the reader cannot migrate; search names the problem, status still works.
@@ -256,7 +262,7 @@ def test_database_loaded_before_schema_004_says_to_reload(fresh_loaded_db: Datab
     assert {row["table"]: (row["live"], row["expected"]) for row in report.counts}["coverage_alias"] == (0, None)
     # `python -m core migrate` (or load) adds the table, empty, and the lock keeps it empty.
     with db.admin_engine().begin() as conn:
-        assert [m.version for m in migrate.apply(conn)] == [4]
+        assert [m.version for m in migrate.apply(conn)] == [4, 7]
     assert not loader.load().changed
     with pytest.raises(SchemaMissing, match="검색 색인이 비어 있습니다: 데이터베이스를 새로 적재하세요") as caught:
         core.search.find_coverages("암 진단비")
@@ -268,6 +274,7 @@ def test_index_of_another_feature_version_is_refused(fresh_loaded_db: Database) 
     with admin_conn(fresh_loaded_db) as conn:
         conn.execute("SET session_replication_role = replica")
         conn.execute("UPDATE coverage_alias SET feature_version = 'v0'")
+        conn.execute("REFRESH MATERIALIZED VIEW coverage_alias_vector")  # as that load would have built it
     with pytest.raises(SchemaMissing, match="v0"):
         core.search.find_coverages("암 진단비")
 
@@ -297,8 +304,9 @@ def _add_synthetic_aliases(database: Database, count: int) -> None:
             for i, name in enumerate(names):
                 copy.write_row((uuid.uuid4(), codes[i % len(codes)], name, "canonical", None, FEATURE_VERSION,
                                 vector_literal(embed(name))))
+        conn.execute("REFRESH MATERIALIZED VIEW coverage_alias_vector")  # as the load does
         conn.commit()
-        conn.execute("ANALYZE coverage_alias")
+        conn.execute("ANALYZE coverage_alias, coverage_alias_vector")
         conn.commit()
 
 
@@ -313,28 +321,161 @@ def _plan(query: str, *, seqscan: bool) -> str:
 
 def test_hnsw_index_answers_the_ranking_query(fresh_loaded_db: Database) -> None:
     _add_synthetic_aliases(fresh_loaded_db, 1200)
-    assert "Index Scan using coverage_alias_embedding_idx on coverage_alias" in _plan("뇌졸증 진단금", seqscan=False)
+    assert ("Index Scan using coverage_alias_vector_embedding_idx on coverage_alias_vector"
+            in _plan("뇌졸증 진단금", seqscan=False))
     # The approximate index and an exact scan suggest the same codes for real names.
     for name, _ in HELD_OUT[:8]:
         with db.read() as conn:
-            by_index = search._rank(conn, embed(name), 3)[0][0]
+            by_index = search._rank(conn, embed(name), 3, exact=False)[0][0]
             exact = search._rank(conn, embed(name), 3, exact=True)[0][0]
         assert by_index == exact, name
     assert core.search.find_coverages("뇌졸증 진단금", k=20)
 
 
 
+def _spy_on_scans(monkeypatch: pytest.MonkeyPatch) -> list[tuple[bool | None, bool]]:
+    """(exact asked, scan was exact) of every ranking query find_coverages runs."""
+    calls: list[tuple[bool | None, bool]] = []
+    ranked = search._ranked
+
+    def spy(conn: Any, vector: list[float], k: int, *, exact: bool | None = None, **filters: Any) -> Any:
+        result = ranked(conn, vector, k, exact=exact, **filters)
+        calls.append((exact, result.exact))
+        return result
+
+    monkeypatch.setattr(search, "_ranked", spy)
+    return calls
+
+
 def test_a_weak_best_score_is_rechecked_by_an_exact_scan(loaded_db: Database, monkeypatch: pytest.MonkeyPatch) -> None:
-    """An HNSW graph can leave names with rare words unreachable; a weak best triggers an exact scan."""
-    calls: list[bool] = []
-    rank = search._rank
-
-    def spy(conn: object, vector: list[float], k: int, *, exact: bool = False, **filters: object) -> list[object]:
-        calls.append(exact)
-        return rank(conn, vector, k, exact=exact, **filters)  # type: ignore[arg-type]
-
-    monkeypatch.setattr(search, "_rank", spy)
+    """An HNSW graph can leave names with rare words unreachable; a weak best through it triggers an exact scan."""
+    monkeypatch.setattr(search, "EXACT_SCAN_UP_TO", -1)  # as if the table were large: the index may answer
+    calls = _spy_on_scans(monkeypatch)
     strong = core.search.find_coverages("뇌졸증 진단금")
     weak = core.search.find_coverages("가나다라")
     assert strong[0].score >= search.EXACT_RECHECK_BELOW > weak[0].score
-    assert calls == [False, False, True]
+    assert calls == [(None, False), (None, False), (True, True)]
+
+
+def test_a_small_index_is_always_scanned_exactly(loaded_db: Database, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Up to EXACT_SCAN_UP_TO distinct vectors the first scan is exact: a weak best needs no second one."""
+    calls = _spy_on_scans(monkeypatch)
+    weak = core.search.find_coverages("가나다라")
+    assert weak[0].score < search.EXACT_RECHECK_BELOW
+    assert calls == [(None, True)]
+    with db.read() as conn:
+        plan = "\n".join(conn.execute(text("EXPLAIN " + search._NEAREST_SQL.text), {
+            "query": vector_literal(embed("가나다라")), "feature_version": FEATURE_VERSION, "candidates": 40,
+            "k": 5}).scalars())
+    assert "Seq Scan on coverage_alias_vector" in plan
+
+
+# --- schema 007: distinct vectors ------------------------------------------------------------------
+
+def test_vectors_are_the_distinct_vectors_of_the_names(loaded_db: Database) -> None:
+    """One row per distinct vector; every name exactly once; per code the name the ranking prefers."""
+    with admin_conn(loaded_db) as conn:
+        names = conn.execute("SELECT embedding::text, coverage_code, alias_text, insurer_key, source"
+                             " FROM coverage_alias").fetchall()
+        best = conn.execute(
+            "SELECT DISTINCT ON (embedding::text, coverage_code) embedding::text, coverage_code, alias_text,"
+            " insurer_key, source FROM coverage_alias"
+            " ORDER BY embedding::text, coverage_code, source, alias_text, insurer_key NULLS FIRST").fetchall()
+        vectors = conn.execute(
+            "SELECT embedding::text, feature_version, coverage_codes, alias_texts, insurer_keys, sources,"
+            " best_coverage_codes, best_alias_texts, best_insurer_keys, best_sources FROM coverage_alias_vector"
+        ).fetchall()
+        storage = conn.execute("SELECT attstorage FROM pg_attribute WHERE attrelid = 'coverage_alias_vector'::regclass"
+                               " AND attname = 'embedding'").fetchone()
+    assert len(vectors) == len({row[0] for row in names}) < len(names)  # shared spellings: fewer vectors
+    assert {row[1] for row in vectors} == {FEATURE_VERSION}
+    every = [(vector, *name) for vector, _, *arrays in vectors for name in zip(*arrays[:4], strict=True)]
+    assert sorted(every, key=repr) == sorted(names, key=repr)
+    firsts = [(vector, *name) for vector, _, *arrays in vectors for name in zip(*arrays[4:], strict=True)]
+    assert sorted(firsts, key=repr) == sorted(best, key=repr)
+    assert storage == ("p",)  # inline: an exact scan reads pages, not TOAST chunks
+
+
+VECTOR_WRITES = {
+    "REFRESH MATERIALIZED VIEW coverage_alias_vector": psycopg.errors.InsufficientPrivilege,
+    "INSERT INTO coverage_alias_vector SELECT * FROM coverage_alias_vector LIMIT 1": psycopg.errors.InsufficientPrivilege,
+    "UPDATE coverage_alias_vector SET alias_texts = coverage_codes": psycopg.errors.InsufficientPrivilege,
+    "DELETE FROM coverage_alias_vector": psycopg.errors.InsufficientPrivilege,
+    "TRUNCATE coverage_alias_vector": psycopg.errors.WrongObjectType,
+}
+
+
+@pytest.mark.parametrize("statement", VECTOR_WRITES)
+def test_reading_role_cannot_write_or_refresh_the_vectors(loaded_db: Database, statement: str) -> None:
+    with reader_conn(loaded_db) as conn:
+        with pytest.raises(psycopg.errors.ReadOnlySqlTransaction):
+            conn.execute(statement)
+        conn.execute("SET default_transaction_read_only = off")
+        with pytest.raises(VECTOR_WRITES[statement]):
+            conn.execute(statement)
+        assert conn.execute("SELECT count(*) > 0 FROM coverage_alias_vector").fetchone() == (True,)
+    with admin_conn(loaded_db) as conn:
+        grants = conn.execute("SELECT array_agg(a.privilege_type) FROM pg_class c, aclexplode(c.relacl) a"
+                              " WHERE c.relname = 'coverage_alias_vector' AND a.grantee = 'inca_read'::regrole"
+                              ).fetchone()
+    assert grants == (["SELECT"],)
+
+
+@pytest.mark.parametrize("statement", list(VECTOR_WRITES)[1:])
+def test_not_even_the_owner_can_write_rows_into_the_vectors(loaded_db: Database, statement: str) -> None:
+    with admin_conn(loaded_db) as conn, pytest.raises(psycopg.errors.WrongObjectType):
+        conn.execute(statement)
+
+
+def test_a_database_at_schema_006_searches_its_names_then_migrates(fresh_loaded_db: Database) -> None:
+    queries = ["뇌졸증 진단금", "암 진단비", "가나다라", HELD_OUT[0][0]]
+    expected = [core.search.find_coverages(query) for query in queries]
+    with admin_conn(fresh_loaded_db) as conn:  # the state of a database loaded with schema 006
+        conn.execute("DROP MATERIALIZED VIEW coverage_alias_vector")
+        conn.execute("DELETE FROM schema_migrations WHERE version = 7")
+    assert [core.search.find_coverages(query) for query in queries] == expected  # the reader cannot migrate
+    with db.admin_engine().begin() as conn:  # `python -m core migrate`: the vectors of the loaded names
+        assert [m.version for m in migrate.apply(conn)] == [7]
+    assert [core.search.find_coverages(query) for query in queries] == expected
+
+
+# --- a market: the same spellings under many insurers ----------------------------------------------
+
+@pytest.fixture
+def tiny_market(server: PgServer) -> Iterator[str]:
+    name = server.create("inca_bench_search")
+    point_env_at(server, name)
+    assert loader.load_bundle(market.generate("tiny", seed=8, progress=False), db.admin_engine()).changed
+    yield name
+    db.dispose_all()
+    server.drop(name)
+
+
+def _brute_force(names: list[tuple[Any, ...]], query: str, k: int) -> list[tuple[str, str, float]]:
+    """Every name's cosine similarity to the query, best name per code, best codes first (no index)."""
+    vector = embed(query)
+    best: dict[str, tuple[float, str]] = {}
+    for code, alias_text, stored in names:
+        similarity = sum(a * b for a, b in zip(vector, stored, strict=True)) / math.sqrt(
+            sum(b * b for b in stored))  # the query vector has length 1
+        if code not in best or similarity > best[code][0]:
+            best[code] = (similarity, alias_text)
+    ranked = sorted(best.items(), key=lambda item: (-item[1][0], item[0]))[:k]
+    return [(code, alias_text, similarity) for code, (similarity, alias_text) in ranked]
+
+
+@pytest.mark.parametrize("query", ["암 진단비", "뇌졸증 진단금", "유사암 수술비", "상해 입원일당", "질병 사망"])
+def test_shared_spellings_do_not_crowd_out_codes(tiny_market: str, server: PgServer, query: str) -> None:
+    """A market repeats each spelling under every insurer; k codes still come back, ranked as exactly as a
+    brute-force comparison with every stored name."""
+    with psycopg.connect(server.conninfo(tiny_market)) as conn:
+        stored = conn.execute("SELECT coverage_code, alias_text, embedding::text FROM coverage_alias").fetchall()
+    names = [(code, alias_text, json.loads(vector)) for code, alias_text, vector in stored]
+    assert len(names) > 2 * len({vector for _, _, vector in stored})
+    found = core.search.find_coverages(query, k=5)
+    expected = _brute_force(names, query, 5)
+    assert len(found) == 5
+    assert [m.score for m in found] == pytest.approx([score for _, _, score in expected], abs=1e-4)
+    assert [m.code for m in found][:1] == [expected[0][0]]
+    assert {m.code for m in found if m.score > found[-1].score + 1e-4} == {
+        code for code, _, score in expected if score > expected[-1][2] + 1e-4}
