@@ -316,7 +316,7 @@ def _instance(row: tuple[Any, ...]) -> Instance:
     proposal, supporting = None, ()
     if row[7] is not None:
         evidence = list(map(_new_tuple, repeat(Evidence), zip(row[8], row[9], row[10], row[11], strict=True)))
-        if True in row[7]:  # at most one: the fact's evidence_id
+        if row[3] == CONFIRMED:  # its evidence_id is one of these snippets (the load's audit checks it)
             proposal = evidence.pop(row[7].index(True))
         supporting = tuple(evidence)
     return _new_tuple(Instance, (row[2], row[3], row[4], row[5], row[6], proposal, supporting))
