@@ -84,7 +84,9 @@ def test_catalog_reads_one_row_per_distinct_name(loaded_db: Database) -> None:
     assert set(frame["coverage_code"]) == {coverage.code for coverage in catalog.coverages()}
     assert frame["products"].dtype == "Int64"
     names = catalog.raw_names()
-    assert len(names) == len(named)
+    in_order = [(n.coverage_code, n.insurer_name, n.raw_name, n.status, n.products) for n in names]
+    assert list(named[["coverage_code", "insurer", "coverage_name_raw", "status", "products"]].itertuples(
+        index=False, name=None)) == in_order  # same rows, same (code, insurer key, name, status) order
     one = catalog.raw_names("A4200_1")
     assert one == [name for name in names if name.coverage_code == "A4200_1"] and one
     assert [(n.insurer_key, n.raw_name, n.status) for n in one] == sorted((n.insurer_key, n.raw_name, n.status)
@@ -188,6 +190,8 @@ def test_summaries_of_a_market_count_products_and_variants(tiny_market: str, ser
     matched = {row for row in expected_raw if row[0] is not None}
     assert len(frame.dropna(subset=["coverage_name_raw"])) == len(matched) < instances / 3
     assert int(frame["products"].sum()) == sum(row[5] for row in matched)
+    assert list(frame[["coverage_code", "insurer", "coverage_name_raw", "status"]].itertuples(index=False, name=None)
+                ) == [(n.coverage_code, n.insurer_name, n.raw_name, n.status) for n in catalog.raw_names()]
     counts = catalog.status_counts()
     assert int(counts[["confirmed", "unconfirmed", "unmatched"]].to_numpy().sum()) == instances
     assert products == 12
