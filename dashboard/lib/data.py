@@ -83,7 +83,7 @@ def unmatched(key: str, product_keys: tuple[str, ...]) -> pd.DataFrame:
 @st.cache_data(ttl=TTL, show_spinner=False, max_entries=4)
 def coverage_table(key: str) -> pd.DataFrame:
     # One row per distinct (code, insurer, raw name, status), read from schema 006's summary: catalog-sized,
-    # not fact-sized (~70,000 rows at a million facts instead of ~730,000); the page filters it in memory.
+    # not fact-sized (65,861 rows at a million facts instead of 730,484); the page filters it in memory.
     return catalog.coverage_table()
 
 
