@@ -340,6 +340,9 @@ def _fetch(conn: Any, names: list[str], codes: list[str] | None, with_unmatched:
     sql = _COMPARE_SQL.format(codes=_CODES_FILTER[(codes is None, with_unmatched)])  # constants only
     driver = conn.connection.driver_connection
     with driver.pipeline():
+        # One snapshot for the four statements: under READ COMMITTED each would take its own, and a load
+        # committing in between could pair new cells with the previous load's lineage.
+        driver.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
         products = driver.cursor(binary=True).execute(catalog.NAMED_PRODUCTS_QUERY, {"names": names})
         coverages = (driver.cursor(binary=True).execute(catalog.COVERAGES_QUERY) if codes is None else
                      driver.cursor(binary=True).execute(catalog.NAMED_COVERAGES_QUERY, {"codes": codes}))

@@ -77,9 +77,19 @@ def collect(fresh: bool = True, include_backups: bool = True) -> StatusReport:
                            current_setting('transaction_read_only'), current_user,
                            NOT EXISTS (
                                SELECT 1 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-                               WHERE n.nspname = 'public' AND c.relkind = 'r'
-                                 AND (has_table_privilege(c.oid, 'INSERT') OR has_table_privilege(c.oid, 'UPDATE')
-                                      OR has_table_privilege(c.oid, 'DELETE') OR has_table_privilege(c.oid, 'TRUNCATE')))
+                               WHERE n.nspname = 'public' AND c.relkind IN ('r', 'm')
+                                 -- an owner (or a member of the owner role) may alter or refresh anything
+                                 AND (pg_has_role(c.relowner, 'USAGE')
+                                      OR (c.relkind = 'r' AND (
+                                          has_table_privilege(c.oid, 'INSERT') OR has_table_privilege(c.oid, 'UPDATE')
+                                          OR has_table_privilege(c.oid, 'DELETE')
+                                          OR has_table_privilege(c.oid, 'TRUNCATE')))
+                                      -- materialized views (schemas 006, 007) take no writes; since
+                                      -- PostgreSQL 17 MAINTAIN would let a grantee REFRESH them
+                                      OR (c.relkind = 'm' AND CASE WHEN current_setting('server_version_num')::int
+                                                                        >= 170000
+                                                                   THEN has_table_privilege(c.oid, 'MAINTAIN')
+                                                                   ELSE false END)))
                     """
                 )
             ).one()
@@ -113,7 +123,8 @@ def collect(fresh: bool = True, include_backups: bool = True) -> StatusReport:
     if not report.database.get("read_only_transaction"):
         report.problems.append("the reading connection is not read-only: see docs/deployment.md (reader role)")
     if not report.database.get("reader_select_only"):
-        report.problems.append("the reading role can write some table: connect DATABASE_URL with the SELECT-only role")
+        report.problems.append("the reading role can write, own or refresh some table: "
+                               "connect DATABASE_URL with the SELECT-only role")
     if report.lock_state == BROKEN:
         report.problems.append(f"lock BROKEN: {report.lock['reason']}")
     elif report.lock_state == UNLOADED:

@@ -369,6 +369,15 @@ def test_wrong_password_is_reported(server: PgServer, loaded_db: Database) -> No
             conn.execute("DROP ROLE inca_pw_test")
 
 
+def test_status_flags_a_reader_that_could_refresh_a_summary(fresh_loaded_db: Database) -> None:
+    assert collect(include_backups=False).database["reader_select_only"] is True
+    with admin_conn(fresh_loaded_db) as conn:
+        conn.execute("GRANT MAINTAIN ON catalog_raw_name TO inca_read")  # PostgreSQL 17+: REFRESH allowed
+    report = collect(include_backups=False)
+    assert report.database["reader_select_only"] is False
+    assert any("can write, own or refresh" in problem for problem in report.problems)
+
+
 def test_schema_missing_error_from_reads(fresh_db: Database) -> None:
     with pytest.raises(SchemaMissing), db.read() as conn:
         conn.execute(text("SELECT count(*) FROM amount_fact"))
