@@ -122,6 +122,21 @@ def _clamp(k: object) -> int:
     return max(MIN_K, min(MAX_K, whole))
 
 
+#: Both rankings end alike: the best name per code among the candidates, then the k nearest codes.
+_BEST_PER_CODE = """
+    ), best AS (
+        SELECT DISTINCT ON (coverage_code) coverage_code, alias_text, insurer_key, source, distance
+        FROM {candidates}
+        ORDER BY coverage_code, distance, source, alias_text, insurer_key NULLS FIRST
+    )
+    SELECT b.coverage_code, c.canonical_name, b.alias_text, b.insurer_key, i.name_ko, b.source,
+           1 - b.distance AS similarity
+    FROM best b
+    JOIN coverage_canonical c ON c.coverage_code = b.coverage_code
+    LEFT JOIN insurer i ON i.insurer_key = b.insurer_key
+    ORDER BY b.distance, b.coverage_code
+    LIMIT :k
+"""
 # Nearest distinct vectors first (schema 007: each carries its names: every code's best one, and all of
 # them for the bench filters), then the best name per code, then codes by distance. Ranking distinct vectors
 # instead of names: at a million facts 39,495 names share 1,871 vectors, so an exact scan reads 1,871
@@ -141,19 +156,7 @@ _NEAREST_TEMPLATE = """
         CROSS JOIN LATERAL unnest(n.codes, n.texts, n.insurers, n.sources)
             AS a (coverage_code, alias_text, insurer_key, source)
         WHERE TRUE{where}
-    ), best AS (
-        SELECT DISTINCT ON (coverage_code) coverage_code, alias_text, insurer_key, source, distance
-        FROM named
-        ORDER BY coverage_code, distance, source, alias_text, insurer_key NULLS FIRST
-    )
-    SELECT b.coverage_code, c.canonical_name, b.alias_text, b.insurer_key, i.name_ko, b.source,
-           1 - b.distance AS similarity
-    FROM best b
-    JOIN coverage_canonical c ON c.coverage_code = b.coverage_code
-    LEFT JOIN insurer i ON i.insurer_key = b.insurer_key
-    ORDER BY b.distance, b.coverage_code
-    LIMIT :k
-"""
+""" + _BEST_PER_CODE.replace("{candidates}", "named")
 #: A database at schema 004-006 that the reading role cannot migrate: rank the names themselves.
 _NEAREST_BY_NAME_TEMPLATE = """
     WITH nearest AS (
@@ -163,19 +166,7 @@ _NEAREST_BY_NAME_TEMPLATE = """
         WHERE a.feature_version = :feature_version{where}
         ORDER BY a.embedding <=> CAST(:query AS vector)
         LIMIT :candidates
-    ), best AS (
-        SELECT DISTINCT ON (coverage_code) coverage_code, alias_text, insurer_key, source, distance
-        FROM nearest
-        ORDER BY coverage_code, distance, source, alias_text, insurer_key NULLS FIRST
-    )
-    SELECT b.coverage_code, c.canonical_name, b.alias_text, b.insurer_key, i.name_ko, b.source,
-           1 - b.distance AS similarity
-    FROM best b
-    JOIN coverage_canonical c ON c.coverage_code = b.coverage_code
-    LEFT JOIN insurer i ON i.insurer_key = b.insurer_key
-    ORDER BY b.distance, b.coverage_code
-    LIMIT :k
-"""
+""" + _BEST_PER_CODE.replace("{candidates}", "nearest")
 #: Filters for measuring quality only (bench/search_quality_db.py): leave names out of the index
 #: without writing to the locked table. The public search uses none of them.
 _BENCH_FILTERS = {
