@@ -289,7 +289,8 @@ def resolve_codes(requested: Sequence[str], known: Sequence[catalog.Coverage]) -
 # The WHERE clause is one of four constant fragments, so each plan sees its exact predicate.
 _COMPARE_SQL = """
     SELECT p.product_key, ci.coverage_code, ci.coverage_name_raw, af.status, af.value_text, af.source_doc_type,
-           af.source_priority, s.is_proposal, s.doc_types, s.pages, s.snippets, s.source_files
+           af.source_priority, s.is_proposal, s.doc_types, s.pages, s.snippets, s.source_files,
+           ci.variant_id::text
     FROM product p
     JOIN coverage_instance ci ON ci.product_id = p.product_id
     JOIN amount_fact af ON af.instance_id = ci.instance_id
@@ -322,11 +323,16 @@ def _instance(row: tuple[Any, ...]) -> Instance:
     return _new_tuple(Instance, (row[2], row[3], row[4], row[5], row[6], proposal, supporting))
 
 
-def _in_display_order(instances: list[Instance] | None) -> tuple[Instance, ...]:
-    # Raw names in code-point order (the C collation); a name shared by two variants keeps its statuses apart.
-    if not instances or len(instances) == 1:  # most cells: nothing to order
-        return tuple(instances or ())
-    return tuple(sorted(instances, key=lambda instance: (instance.raw_name, instance.status, instance.value_text or "")))
+def _display_key(row: tuple[Any, ...]) -> tuple[str, str, str]:
+    # Raw names in code-point order (the C collation), then status, then the variant: never the amount.
+    return row[2], row[3], row[12] or ""
+
+
+def _in_display_order(rows: list[tuple[Any, ...]] | None) -> tuple[Instance, ...]:
+    """A cell's rows as instances; most cells hold one row, so there is nothing to order."""
+    if not rows:
+        return ()
+    return tuple(map(_instance, rows if len(rows) == 1 else sorted(rows, key=_display_key)))
 
 
 def _fetch(conn: Any, names: list[str], codes: list[str] | None, with_unmatched: bool,
@@ -355,7 +361,8 @@ def _fetch(conn: Any, names: list[str], codes: list[str] | None, with_unmatched:
 # table. Asking compare() for them instead fetches every snippet of ~70 coverages per product at market
 # scale (70 % of a 10 x 50 comparison's rows) that the list never shows.
 _UNMATCHED_SQL = """
-    SELECT p.product_key, ci.coverage_name_raw, af.status, af.value_text, af.source_doc_type, af.source_priority
+    SELECT p.product_key, ci.coverage_code, ci.coverage_name_raw, af.status, af.value_text, af.source_doc_type,
+           af.source_priority, NULL, NULL, NULL, NULL, NULL, ci.variant_id::text
     FROM product p
     JOIN coverage_instance ci ON ci.product_id = p.product_id AND ci.coverage_code IS NULL
     JOIN amount_fact af ON af.instance_id = ci.instance_id
@@ -376,10 +383,9 @@ def unmatched_coverages(products: Sequence[str]) -> pd.DataFrame:
         except SelectionError:
             chosen = resolve_products(names, catalog._products(conn))
         rows = conn.exec_driver_sql(_UNMATCHED_SQL, {"product_keys": [product.key for product in chosen]}).all()
-    found: dict[str, list[Instance]] = {}
-    for key, raw_name, status, value_text, source_doc_type, source_priority in rows:
-        found.setdefault(key, []).append(Instance(raw_name, status, value_text, source_doc_type, source_priority,
-                                                  None, ()))
+    found: dict[str, list[tuple[Any, ...]]] = {}
+    for row in rows:  # the cells query's shape without the evidence columns, so instances build alike
+        found.setdefault(row[0], []).append(tuple(row))
     return _unmatched_frame(chosen, {key: _in_display_order(value) for key, value in found.items()})
 
 
@@ -409,13 +415,13 @@ def compare(products: Sequence[str], coverage_codes: Sequence[str] | None = None
             with conn.connection.driver_connection.cursor(binary=True) as cursor:
                 rows = cursor.execute(sql, {"product_keys": keys, "codes": codes or []}).fetchall()
         lock = lock_from_row(conn, lock_row)
-    found: dict[tuple[str, str], list[Instance]] = {}
-    unmatched: dict[str, list[Instance]] = {}
+    found: dict[tuple[str, str], list[tuple[Any, ...]]] = {}
+    unmatched: dict[str, list[tuple[Any, ...]]] = {}
     for row in rows:
         if row[1] is None:
-            unmatched.setdefault(row[0], []).append(_instance(row))
+            unmatched.setdefault(row[0], []).append(row)
         else:
-            found.setdefault((row[1], row[0]), []).append(_instance(row))
+            found.setdefault((row[1], row[0]), []).append(row)
     if known_coverages is not None:
         present = {code for code, _ in found}
         wanted = tuple(coverage for coverage in known_coverages if coverage.code in present)
