@@ -159,6 +159,8 @@ def products(names: Sequence[str] | None = None) -> list[Product]:
     The named form is what a request should read at market scale: 2,000 products cost ~30 ms to
     read whole (10,000: ~300 ms), a handful of insurers well under a millisecond.
     """
+    if isinstance(names, str):  # one name, not its characters
+        names = [names]
     with db.read() as conn:
         return _products(conn, None if names is None else [str(name).strip() for name in names])
 

@@ -188,7 +188,19 @@ def test_named_products_are_the_full_catalogs(loaded_db: Database) -> None:
             expected = [p for p in every if name in (p.key, p.insurer_key, p.insurer_name)]
             assert catalog.products([f" {name} "]) == expected
     assert catalog.products(["nosuch"]) == []
+    assert catalog.products("samsung") == [p for p in every if p.insurer_key == "samsung"]
     assert catalog.products(["samsung", "메리츠화재"]) == [p for p in every if p.insurer_key in ("meritz", "samsung")]
+
+
+def test_one_snapshot_for_selection_lock_and_cells(loaded_db: Database) -> None:
+    from sqlalchemy import text
+
+    from core import comparison, db
+
+    with db.read() as conn:
+        comparison._fetch(conn, ["samsung_health_v1"], ["A4200_1"], False)
+        # READ COMMITTED would give each pipelined statement its own snapshot
+        assert conn.execute(text("SELECT current_setting('transaction_isolation')")).scalar_one() == "repeatable read"
 
 
 def test_insurer_keys_and_korean_names_resolve(loaded_db: Database) -> None:
