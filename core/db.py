@@ -12,7 +12,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError, ProgrammingError
 
 from core import config, embedded
 from core.config import Connections
-from core.errors import DatabaseUnavailable, IncaError, SchemaMissing
+from core.errors import ConfigError, DatabaseUnavailable, IncaError, SchemaMissing
 
 
 def connections() -> Connections:
@@ -89,11 +89,17 @@ def translate_errors(url: URL) -> Iterator[None]:
         yield
     except IncaError:
         raise
-    except (ProgrammingError, psycopg.errors.UndefinedTable) as error:
+    except (ProgrammingError, psycopg.ProgrammingError) as error:
         # compare() queries on the driver connection (a pipeline): its errors arrive unwrapped
-        if isinstance(getattr(error, "orig", error), psycopg.errors.UndefinedTable):
+        cause = getattr(error, "orig", error)
+        if isinstance(cause, psycopg.errors.UndefinedTable):
             raise SchemaMissing(
                 "the database has no inca schema yet: run `python -m core load` with the owner connection"
+            ) from None
+        if isinstance(cause, psycopg.errors.InsufficientPrivilege):
+            raise ConfigError(
+                f"the reading role at {config.mask(url)} may not read some table "
+                f"({str(cause).splitlines()[0]}): make it a member of inca_read (docker/create-reader.sql)"
             ) from None
         raise
     except (OperationalError, psycopg.OperationalError) as error:

@@ -383,6 +383,17 @@ def test_schema_missing_error_from_reads(fresh_db: Database) -> None:
         conn.execute(text("SELECT count(*) FROM amount_fact"))
 
 
+def test_a_reader_without_select_gets_one_clear_line(fresh_loaded_db: Database) -> None:
+    import core
+
+    with admin_conn(fresh_loaded_db) as conn:
+        conn.execute("REVOKE SELECT ON evidence_ref FROM inca_read")
+    with pytest.raises(ConfigError, match=r"may not read some table \(permission denied for table evidence_ref"):
+        core.compare(["samsung"], ["A4200_1"])  # through the pipeline: the driver's error unwrapped
+    with pytest.raises(ConfigError, match="inca_read"), db.read() as conn:
+        conn.execute(text("SELECT count(*) FROM evidence_ref"))  # through SQLAlchemy
+
+
 def test_compare_on_an_empty_database_says_what_to_do(fresh_db: Database) -> None:
     import core
 
