@@ -24,7 +24,7 @@ from api.schemas import (
     ProductRef,
     StoredStatus,
 )
-from core import catalog
+from core import BROKEN, INTACT, catalog
 from core.comparison import (
     CONFIRMED,
     STATUS_LABELS,
@@ -36,7 +36,6 @@ from core.comparison import (
     resolve_codes,
 )
 from core.errors import SelectionError
-from core.lock import BROKEN, INTACT
 
 
 def _closest(value: str, choices: Sequence[str]) -> list[str] | None:

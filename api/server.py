@@ -1,7 +1,7 @@
 """The FastAPI application: `uvicorn api.server:app --host 127.0.0.1 --port 8000`.
 
 Endpoints (docs/api.md): GET /health, POST /compare, GET /status, plus /docs and /openapi.json.
-Every query goes through core's reading connection (`core.db.read()`: a read-only transaction
+Every query goes through core's reading connection (`core.db.read()` behind core's API: a read-only transaction
 on DATABASE_URL, the SELECT-only role in production). Handlers are plain `def`, so FastAPI runs
 them in its thread pool and the blocking database calls never stall the event loop.
 """
@@ -16,7 +16,6 @@ from typing import Annotated, Any
 
 from fastapi import Body, FastAPI
 from fastapi.responses import JSONResponse
-from sqlalchemy import text
 
 from api import comparing, errors
 from api.middleware import MAX_BODY_BYTES, BodyLimit, FailFast
@@ -29,11 +28,10 @@ from api.schemas import (
     HealthResponse,
     UnhealthyResponse,
 )
-from core import config, db
+from core import BROKEN, INTACT, config
 from core.comparison import MAX_CODES, MAX_PRODUCTS
 from core.errors import ConfigError, IncaError
-from core.lock import BROKEN, INTACT, read_lock
-from core.status import collect
+from core.status import collect, quick
 
 # The embedded server warns on every start when XDG_RUNTIME_DIR is unset; it is harmless noise.
 warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
@@ -85,11 +83,8 @@ def health() -> HealthResponse | JSONResponse:
     """Cheap enough for a container healthcheck: one query plus the fingerprint, which is reused
     for INCA_FINGERPRINT_TTL seconds."""
     try:
-        with db.read() as conn:
-            version, read_only = conn.execute(
-                text("SELECT current_setting('server_version'), current_setting('transaction_read_only')")
-            ).one()
-            lock = read_lock(conn, fresh=False)
+        checked = quick()
+        lock = checked.lock
     except IncaError as error:
         failure = errors.from_inca_error(error)
         return _unhealthy(failure.body["error"], failure.body["detail"])
@@ -98,7 +93,8 @@ def health() -> HealthResponse | JSONResponse:
     if lock.state != INTACT:
         return _unhealthy("database not loaded", lock.reason, lock.to_dict())
     return HealthResponse(status="healthy",
-                          database=DatabaseHealth(reachable=True, server_version=version, read_only=read_only == "on"),
+                          database=DatabaseHealth(reachable=True, server_version=checked.server_version,
+                                                   read_only=checked.read_only),
                           lock=lock.to_dict())
 
 

@@ -41,7 +41,8 @@ APP = str(PROJECT / "dashboard" / "app.py")
 
 
 def ensure_loaded() -> None:
-    from core import db, loader, migrate
+    from core import db
+    from core.ops import loader, migrate
 
     if not db.connections().embedded:
         return

@@ -45,7 +45,7 @@ if str(PROJECT_ROOT) not in sys.path:  # run as a script: make `core` importable
 
 from sqlalchemy.engine import URL, make_url  # noqa: E402
 
-from core.dataset import COLUMNS, PROPOSAL, TABLE_ORDER, LoadBundle, read_bundle  # noqa: E402
+from core.ops.dataset import COLUMNS, PROPOSAL, TABLE_ORDER, LoadBundle, read_bundle  # noqa: E402
 
 BENCH_DATA_DIR = PROJECT_ROOT / ".inca-bench"
 BENCH_PREFIX = "inca_bench"
@@ -343,7 +343,7 @@ def _add_aliases(bundle: LoadBundle) -> None:
     for table in TABLE_ORDER:
         bundle.rows.setdefault(table, [])
     if "coverage_alias" in TABLE_ORDER:
-        from core import dataset
+        from core.ops import dataset
 
         builder = getattr(dataset, "coverage_aliases", None)
         if builder is not None:
@@ -489,7 +489,7 @@ def load_market(server: BenchServer, size: str, seed: int = 8, database: str | N
                 progress: bool = True) -> LoadReport:
     """Generate the market and load it into its own bench database through the audited load."""
     from core import db
-    from core.loader import load_bundle
+    from core.ops.loader import load_bundle
 
     database = database or bench_database(size)
     _check_bench_name(database)

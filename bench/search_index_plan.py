@@ -48,9 +48,15 @@ import sqlalchemy as sa  # noqa: E402
 from search_quality import COLLOQUIAL_QUERIES  # noqa: E402
 from sqlalchemy.engine import URL  # noqa: E402
 
-from core import config, db, embedded, loader, lock, search  # noqa: E402
-from core.dataset import COLUMNS, read_bundle, vector_literal  # noqa: E402
-from core.search_vectors import CONCEPTS, FEATURE_VERSION, embed  # noqa: E402
+from core import config, db, embedded, lock, search  # noqa: E402
+from core.ops import loader  # noqa: E402
+from core.ops.dataset import COLUMNS, read_bundle  # noqa: E402
+from core.search_vectors import (  # noqa: E402
+    CONCEPTS,
+    FEATURE_VERSION,
+    embed,
+    vector_literal,
+)
 
 _BENEFIT_WORDS = {"진단", "수술", "입원", "통원", "치료", "직접치료", "사망", "후유장해", "재진단"}
 SUBJECTS = sorted(word for word in CONCEPTS if word not in _BENEFIT_WORDS)

@@ -45,9 +45,13 @@ from search_quality import (  # noqa: E402
 )
 
 from core import config, db, search  # noqa: E402
-from core.dataset import read_bundle, vector_literal  # noqa: E402
 from core.errors import IncaError  # noqa: E402
-from core.search_vectors import FEATURE_VERSION, embed  # noqa: E402
+from core.ops.dataset import read_bundle  # noqa: E402
+from core.search_vectors import (  # noqa: E402
+    FEATURE_VERSION,
+    embed,
+    vector_literal,
+)
 
 INDEXES: dict[str, tuple[str, ...]] = {
     "canonical + workbook": ("canonical", "workbook"),

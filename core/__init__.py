@@ -7,15 +7,17 @@ The public API (a contract for the dashboard, the HTTP API and notebooks):
     cmp = core.compare(["samsung", "kb_health_v1"], ["A4200_1", "A4101"])
     cmp.to_frame(); cmp.to_long_frame(); cmp.explanations(); cmp.audit
     core.unmatched_coverages(["samsung"])        # coverages without a canonical code (no evidence)
-    core.status()                                # lock, counts, database (and backup) health
+    core.status.collect()                        # lock, counts, database (and backup) health
     core.search.find_coverages("암 진단금")          # suggest codes for an insurer's or analyst's name
+
+Loading is the operations side's job: `from core.ops import ensure_loaded` (first start, notebooks).
 
 Amounts are `value_text` exactly as printed: never parsed, sorted, ranked or summed.
 """
 
 from __future__ import annotations
 
-from core import catalog, explain, forbidden_language, search
+from core import catalog, config, explain, forbidden_language, search, status
 from core.comparison import (
     CONFIRMED,
     NOT_AVAILABLE,
@@ -39,17 +41,16 @@ from core.errors import (
     SelectionError,
 )
 from core.forbidden_language import ForbiddenLanguageError, find_violations, validate_text
-from core.loader import ensure_loaded
+from core.lock import BROKEN, INTACT, UNLOADED, LockState
 from core.status import StatusReport
 
-# `core.status()` is the function; inside the project import from the module itself
-# (`from core.status import collect`), since `from core import status` yields this function.
-from core.status import collect as status
-
 __all__ = [
+    "BROKEN",
     "CONFIRMED",
+    "INTACT",
     "NOT_AVAILABLE",
     "UNCONFIRMED",
+    "UNLOADED",
     "AuditFailed",
     "AuditLineage",
     "Cell",
@@ -62,12 +63,13 @@ __all__ = [
     "ForbiddenLanguageError",
     "IncaError",
     "Instance",
+    "LockState",
     "SchemaMissing",
     "SelectionError",
     "StatusReport",
     "catalog",
     "compare",
-    "ensure_loaded",
+    "config",
     "explain",
     "find_violations",
     "forbidden_language",

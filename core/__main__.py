@@ -1,5 +1,5 @@
 """`python -m core …`: see core/cli.py."""
 
-from core.cli import main
+from core.ops.cli import main
 
 raise SystemExit(main())

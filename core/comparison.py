@@ -139,10 +139,6 @@ class Comparison:
         """One row per coverage, one column per product (chosen order), cells as display text."""
         return self._wide(lambda cell: cell.display_text)
 
-    def status_frame(self) -> pd.DataFrame:
-        """Same shape as `to_frame`, holding each cell's status (for styling and exports)."""
-        return self._wide(lambda cell: cell.status)
-
     def to_long_frame(self) -> pd.DataFrame:
         """One row per cell and raw coverage: status, value_text, raw name, evidence source."""
         records = []
@@ -228,7 +224,7 @@ def resolve_products(requested: Sequence[str], known: Sequence[catalog.Product])
     """Product keys, insurer keys or Korean insurer names -> products, keeping the given order."""
     requested = _requested_products(requested)
     if not known:
-        raise SelectionError("the database holds no products: run `python -m core load` (see core.status())")
+        raise SelectionError("the database holds no products: run `python -m core load` (see core.status.collect())")
     by_key = {product.key: product for product in known}
     by_insurer: dict[str, list[catalog.Product]] = {}
     for product in known:

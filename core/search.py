@@ -28,9 +28,8 @@ import sqlalchemy as sa
 from sqlalchemy import Connection, TextClause
 
 from core import catalog, db
-from core.dataset import vector_literal
 from core.errors import SchemaMissing, SelectionError
-from core.search_vectors import FEATURE_VERSION, MAX_QUERY_CHARS, embed, normalise_name
+from core.search_vectors import FEATURE_VERSION, MAX_QUERY_CHARS, embed, normalise_name, vector_literal
 
 __all__ = [
     "DEFAULT_K",

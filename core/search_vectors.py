@@ -31,7 +31,7 @@ import hashlib
 import math
 import re
 import unicodedata
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 
 __all__ = [
     "ADMIN_PATTERNS",
@@ -365,3 +365,8 @@ def embed(text: str) -> list[float]:
         vector[index] = sign
         return vector
     return [x / norm for x in vector]
+
+
+def vector_literal(vector: Sequence[float]) -> str:
+    """pgvector's text form ('[x,y,...]'): what COPY's text format and a CAST(:param AS vector) accept."""
+    return "[" + ",".join(repr(float(x)) for x in vector) + "]"

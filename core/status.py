@@ -7,18 +7,18 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import text
 
-from core import config, db, migrate
-from core.errors import IncaError
-from core.loader import live_counts
-from core.lock import BROKEN, INTACT, UNLOADED, read_lock, reuse_while_unwritten
+if TYPE_CHECKING:
+    import pandas as pd
 
-#: the tables live_counts() reads
-COUNTED_TABLES = ("insurer", "product", "product_variant", "document", "coverage_canonical", "coverage_instance",
-                  "evidence_ref", "amount_fact", "coverage_alias", "audit_runs")
+from core import backup_folder, config, db, inventory
+from core.errors import IncaError
+from core.inventory import COUNTED_TABLES, live_counts
+from core.lock import BROKEN, INTACT, UNLOADED, LockState, read_lock, reuse_while_unwritten
+
 EXPECTED_TABLES = ("insurer", "product", "product_variant", "document", "coverage_canonical", "coverage_instance",
                    "evidence_ref", "amount_fact", "audit_runs")
 
@@ -96,8 +96,8 @@ def collect(fresh: bool = True, include_backups: bool = True) -> StatusReport:
             report.reachable = True
             report.database.update(server_version=info[0], pgvector_version=info[1], reader_role=info[3],
                                    read_only_transaction=info[2] == "on", reader_select_only=bool(info[4]))
-            report.database["schema_version"] = migrate.applied_version(conn)
-            report.database["schema_latest"] = migrate.latest_version()
+            report.database["schema_version"] = inventory.applied_version(conn)
+            report.database["schema_latest"] = inventory.latest_version()
             if report.database["schema_version"] == 0:
                 report.problems.append("the database has no inca schema yet: run `python -m core load`")
                 report.lock = {"state": UNLOADED, "reason": "no schema"}
@@ -133,17 +133,46 @@ def collect(fresh: bool = True, include_backups: bool = True) -> StatusReport:
         if not row["matches"]:
             report.problems.append(f"{row['table']}: {row['live']} rows, {row['expected']} expected")
     if include_backups:
-        report.backups = _backup_health()
+        report.backups = backup_health()
     return report
 
 
-def _backup_health() -> dict[str, Any]:
-    """Filled in by core.backup (issue 5); absent module means backups are not set up yet."""
-    try:
-        from core import backup
-    except ImportError:
-        return {"state": "UNKNOWN", "reason": "backups are not implemented yet"}
-    return backup.health().to_dict()
+def backup_health() -> dict[str, Any]:
+    """Backup health from the backup folder alone (what the report holds when the database is down)."""
+    return backup_folder.health().to_dict()
+
+
+def backup_frame() -> pd.DataFrame:
+    """One row per backup file: age, size, checksum and verification state (the status page's list)."""
+    return backup_folder.health_frame()
+
+
+def connections() -> config.Connections:
+    """Where the app reads and administers (starts or joins the embedded server when nothing is configured)."""
+    return db.connections()
+
+
+def is_loaded() -> bool:
+    """Whether the schema exists and the audited load was recorded (uncached: decides a first start)."""
+    with db.read() as conn:
+        return inventory.applied_version(conn) > 0 and inventory.loaded_run(conn) is not None
+
+
+@dataclass(frozen=True)
+class Quick:
+    """The cheap health check (container healthcheck): one query plus the reused lock proof."""
+
+    server_version: str
+    read_only: bool
+    lock: LockState
+
+
+def quick() -> Quick:
+    with db.read() as conn:
+        version, read_only = conn.execute(
+            text("SELECT current_setting('server_version'), current_setting('transaction_read_only')")
+        ).one()
+        return Quick(str(version), read_only == "on", read_lock(conn, fresh=False))
 
 
 def render_text(report: StatusReport) -> str:

@@ -94,7 +94,7 @@ class Database:
 
 @pytest.fixture(scope="session")
 def loaded_db_session(server: PgServer) -> Iterator[Database]:
-    from core import loader
+    from core.ops import loader
 
     name = server.create("inca_loaded")
     point_env_at(server, name)
@@ -128,7 +128,7 @@ def fresh_db(server: PgServer) -> Iterator[Database]:
 @pytest.fixture
 def fresh_loaded_db(fresh_db: Database) -> Database:
     """A private loaded database that a test may tamper with."""
-    from core import loader
+    from core.ops import loader
 
     loader.load()
     return fresh_db

@@ -15,8 +15,9 @@ import psycopg
 import pytest
 from sqlalchemy.engine import URL
 
-from core import backup, db
+from core import db
 from core.errors import BackupError, DatabaseUnavailable
+from core.ops import backup
 from tests.conftest import PROJECT, Database, PgServer, point_env_at
 
 NOW = datetime.now(UTC).replace(microsecond=0)

@@ -11,7 +11,8 @@ import pytest
 
 import core
 from bench import market
-from core import db, loader, lock, migrate
+from core import db, lock
+from core.ops import loader, migrate
 from core.status import collect
 from tests.conftest import PgServer, point_env_at
 

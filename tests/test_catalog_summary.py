@@ -11,7 +11,8 @@ import pytest
 from sqlalchemy.engine import URL
 
 from bench import market
-from core import catalog, db, loader, migrate
+from core import catalog, db
+from core.ops import loader, migrate
 from tests.conftest import Database, PgServer, point_env_at
 
 VIEWS = loader.SUMMARY_VIEWS

@@ -20,7 +20,7 @@ import pytest
 import yaml
 
 from core import config, db
-from core.cli import build_parser
+from core.ops.cli import build_parser
 from tests.conftest import PROJECT, Database, PgServer
 
 DOCKER = PROJECT / "docker"
@@ -186,7 +186,7 @@ def run_script(database: Database, password: str | None) -> subprocess.Completed
 
 
 def test_create_reader_script_before_and_after_the_load(fresh_db: Database, server: PgServer) -> None:
-    from core import loader
+    from core.ops import loader
 
     password = "reader-test-password-0123456789"
     try:

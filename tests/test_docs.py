@@ -25,7 +25,7 @@ def test_every_setting_is_documented() -> None:
 
 
 def test_every_cli_command_is_documented() -> None:
-    from core.cli import build_parser
+    from core.ops.cli import build_parser
 
     _, handlers = build_parser()
     text = (DOCS.parent / "README.md").read_text(encoding="utf-8") + (DOCS / "settings.md").read_text(encoding="utf-8")

@@ -14,11 +14,13 @@ import pytest
 from sqlalchemy import text
 
 import core
+import core.ops
 from bench import market
-from core import catalog, db, loader, migrate, search
-from core.dataset import COLUMNS, read_bundle, vector_literal
+from core import catalog, db, search
 from core.errors import IncaError, SchemaMissing, SelectionError
-from core.search_vectors import FEATURE_VERSION, MAX_QUERY_CHARS, embed
+from core.ops import loader, migrate
+from core.ops.dataset import COLUMNS, read_bundle
+from core.search_vectors import FEATURE_VERSION, MAX_QUERY_CHARS, embed, vector_literal
 from tests.conftest import PROJECT, Database, PgServer, point_env_at
 from tests.test_search_vectors import HELD_OUT
 
@@ -232,7 +234,7 @@ def test_second_load_changes_nothing_and_keeps_the_aliases(loaded_db: Database) 
 
 
 def test_status_counts_include_the_aliases(loaded_db: Database) -> None:
-    report = core.status(include_backups=False)
+    report = core.status.collect(include_backups=False)
     counts = {row["table"]: row for row in report.counts}
     assert counts["coverage_alias"] == {"table": "coverage_alias", "live": EXPECTED_ALIASES,
                                         "expected": EXPECTED_ALIASES, "matches": True}
@@ -241,7 +243,7 @@ def test_status_counts_include_the_aliases(loaded_db: Database) -> None:
 
 def test_ensure_loaded_leaves_a_configured_database_alone(loaded_db: Database) -> None:
     before = _mapping_state(loaded_db)
-    assert core.ensure_loaded() is None
+    assert core.ops.ensure_loaded() is None
     assert _mapping_state(loaded_db) == before
 
 
@@ -257,7 +259,7 @@ def test_database_loaded_before_schema_004_says_to_reload(fresh_loaded_db: Datab
     # Schema 003: the reader cannot migrate; search names the problem, status still works.
     with pytest.raises(SchemaMissing, match="검색 색인이 없습니다"):
         core.search.find_coverages("암 진단비")
-    report = core.status(include_backups=False)
+    report = core.status.collect(include_backups=False)
     assert report.ok
     assert {row["table"]: (row["live"], row["expected"]) for row in report.counts}["coverage_alias"] == (0, None)
     # `python -m core migrate` (or load) adds the table, empty, and the lock keeps it empty.
@@ -267,7 +269,7 @@ def test_database_loaded_before_schema_004_says_to_reload(fresh_loaded_db: Datab
     with pytest.raises(SchemaMissing, match="검색 색인이 비어 있습니다: 데이터베이스를 새로 적재하세요") as caught:
         core.search.find_coverages("암 진단비")
     assert "python -m core load" in str(caught.value)
-    assert core.status(include_backups=False).ok
+    assert core.status.collect(include_backups=False).ok
 
 
 def test_index_of_another_feature_version_is_refused(fresh_loaded_db: Database) -> None:

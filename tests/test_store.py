@@ -13,8 +13,9 @@ import psycopg
 import pytest
 from sqlalchemy import text
 
-from core import config, dataset, db, loader, migrate
+from core import config, db
 from core.errors import AuditFailed, ConfigError, DatasetError, SchemaMissing
+from core.ops import dataset, loader, migrate
 from core.status import collect
 from tests.conftest import PROJECT, Database, PgServer
 

@@ -1,4 +1,4 @@
-"""Command line: load, status, migrate (backup commands live in core.backup_cli when present).
+"""Command line: load, status, migrate, and the backup commands (core.ops.backup.cli).
 
 Every user-caused failure prints one line to stderr and exits non-zero; tracebacks are bugs.
 """
@@ -11,12 +11,13 @@ import warnings
 from collections.abc import Callable, Sequence
 
 from core.errors import IncaError
+from core.ops.backup import cli as backup_cli
 
 Handler = Callable[[argparse.Namespace], int]
 
 
 def _load(args: argparse.Namespace) -> int:
-    from core import loader
+    from core.ops import loader
 
     def progress(table: str, written: int, total: int) -> None:
         if not args.quiet and written == total:
@@ -29,7 +30,6 @@ def _load(args: argparse.Namespace) -> int:
 
 
 def _status(args: argparse.Namespace) -> int:
-    # `core.status` is re-exported as a function by core/__init__.py: import from the module itself.
     from core.status import collect, render_text
 
     report = collect(fresh=True)
@@ -42,7 +42,8 @@ def _status(args: argparse.Namespace) -> int:
 
 
 def _migrate(args: argparse.Namespace) -> int:
-    from core import db, migrate
+    from core import db
+    from core.ops import migrate
 
     engine = db.admin_engine()
     with db.translate_errors(engine.url), engine.begin() as conn:
@@ -68,12 +69,7 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, Handler]]:
     commands.add_parser("migrate", help="apply pending schema files (load does this too)")
     handlers["migrate"] = _migrate
 
-    try:
-        from core import backup_cli
-    except ImportError:
-        pass
-    else:
-        backup_cli.register(commands, handlers)
+    backup_cli.register(commands, handlers)
     return parser, handlers
 
 

@@ -11,7 +11,7 @@ import csv
 import hashlib
 import json
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
@@ -20,7 +20,7 @@ from typing import Any
 import yaml
 
 from core.errors import DatasetError
-from core.search_vectors import FEATURE_VERSION, embed
+from core.search_vectors import FEATURE_VERSION, embed, vector_literal
 
 MANIFEST = "manifest.json"
 TABLE_ORDER = (
@@ -287,11 +287,6 @@ def read_bundle(root: Path) -> LoadBundle:
                                         json.dumps(amount.get("notes") or [], ensure_ascii=False)))
     rows["coverage_alias"] = coverage_aliases(bundle)
     return bundle
-
-
-def vector_literal(vector: Sequence[float]) -> str:
-    """pgvector's text form ('[x,y,...]'): what COPY's text format and a CAST(:param AS vector) accept."""
-    return "[" + ",".join(repr(float(x)) for x in vector) + "]"
 
 
 def coverage_aliases(bundle: LoadBundle) -> list[tuple[Any, ...]]:

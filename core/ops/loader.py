@@ -18,9 +18,11 @@ import psycopg
 from sqlalchemy import Connection, Engine, text
 from sqlalchemy.exc import IntegrityError
 
-from core import config, db, migrate
-from core.dataset import COLUMNS, PROPOSAL, TABLE_ORDER, LoadBundle, read_bundle
+from core import config, db
 from core.errors import AuditFailed
+from core.inventory import applied_version, live_counts, loaded_run
+from core.ops import migrate
+from core.ops.dataset import COLUMNS, PROPOSAL, TABLE_ORDER, LoadBundle, read_bundle
 
 LOAD_AUDIT_NAME = "inca_load_audit"
 _LOAD_LOCK_KEY = 0x1ACA_0002
@@ -98,36 +100,6 @@ _POST_AUDIT_SQL = text(
                AND strpos(regexp_replace(e.snippet, '\\s', '', 'g'), regexp_replace(af.value_text, '\\s', '', 'g')) = 0))
     """
 )
-
-
-def live_counts(conn: Connection) -> dict[str, int]:
-    """Row counts of every table plus the status split, in one round trip (two before schema 004)."""
-    # A database not yet migrated to 004 (a reader cannot migrate) has no search index: report 0 rows
-    # rather than fail the whole status.
-    has_alias = conn.execute(text("SELECT to_regclass('public.coverage_alias') IS NOT NULL")).scalar_one()
-    alias_count = "(SELECT count(*) FROM coverage_alias)" if has_alias else "0"  # constant SQL, never input
-    row = conn.execute(
-        text(
-            f"""
-            SELECT (SELECT count(*) FROM insurer), (SELECT count(*) FROM product),
-                   (SELECT count(*) FROM product_variant), (SELECT count(*) FROM document),
-                   (SELECT count(*) FROM coverage_canonical), ci.total, ci.unmatched,
-                   (SELECT count(*) FROM evidence_ref), af.total, af.confirmed, af.unconfirmed,
-                   {alias_count},
-                   (SELECT count(*) FROM audit_runs)
-            -- one pass over each big table for its total and its split (was three over amount_fact)
-            FROM (SELECT count(*) AS total, count(*) FILTER (WHERE coverage_code IS NULL) AS unmatched
-                  FROM coverage_instance) AS ci,
-                 (SELECT count(*) AS total, count(*) FILTER (WHERE status = 'CONFIRMED') AS confirmed,
-                         count(*) FILTER (WHERE status = 'UNCONFIRMED') AS unconfirmed
-                  FROM amount_fact) AS af
-            """
-        )
-    ).one()
-    names = ("insurer", "product", "product_variant", "document", "coverage_canonical", "coverage_instance",
-             "coverage_instance_unmatched", "evidence_ref", "amount_fact", "amount_fact_confirmed",
-             "amount_fact_unconfirmed", "coverage_alias", "audit_runs")
-    return dict(zip(names, (int(value) for value in row), strict=True))
 
 
 # --- bulk path --------------------------------------------------------------------------------
@@ -279,14 +251,6 @@ def _refresh_search_vectors(conn: Connection) -> None:
         conn.execute(text(f"REFRESH MATERIALIZED VIEW {view}"))  # constant names above, never input
 
 
-def loaded_run(conn: Connection) -> tuple[str, str] | None:
-    """(audit_run_id, fingerprint) of the load, or None for a database never loaded."""
-    row = conn.execute(
-        text("SELECT audit_run_id::text, fingerprint FROM audit_runs WHERE kind = 'load' ORDER BY recorded_at DESC LIMIT 1")
-    ).first()
-    return (row[0], row[1]) if row else None
-
-
 def load_bundle(bundle: LoadBundle, engine: Engine, progress: Progress | None = None) -> LoadResult:
     """Write `bundle` in one audited transaction, unless the database is already loaded."""
     failures = pre_audit(bundle)
@@ -385,6 +349,6 @@ def ensure_loaded() -> LoadResult | None:
         return None
     engine = db.admin_engine()
     with db.translate_errors(engine.url), engine.connect() as conn:
-        if migrate.applied_version(conn) > 0 and loaded_run(conn) is not None:
+        if applied_version(conn) > 0 and loaded_run(conn) is not None:
             return None
     return load()

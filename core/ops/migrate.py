@@ -1,56 +1,16 @@
-"""Versioned schema: `core/schema/NNN_name.sql` files applied in order, once each, recorded."""
+"""Applies the versioned schema (`core/schema/NNN_name.sql`, read by core.inventory) in order, once each."""
 
 from __future__ import annotations
-
-import hashlib
-import re
-from dataclasses import dataclass
-from pathlib import Path
 
 from sqlalchemy import Connection, text
 
 from core.errors import SchemaMissing
+from core.inventory import Migration, applied_version, latest_version, migrations
 
-SCHEMA_DIR = Path(__file__).resolve().parent / "schema"
-_FILE_NAME = re.compile(r"^(\d{3})_([a-z0-9_]+)\.sql$")
+__all__ = ["Migration", "applied_version", "apply", "latest_version", "migrations"]
+
 # Concurrent first starts (dashboard + tests) must not both apply 001.
 _MIGRATION_LOCK_KEY = 0x1ACA_0001
-
-
-@dataclass(frozen=True)
-class Migration:
-    version: int
-    name: str
-    sql: str
-
-    @property
-    def checksum(self) -> str:
-        return hashlib.sha256(self.sql.encode()).hexdigest()
-
-
-def migrations() -> list[Migration]:
-    found = []
-    for path in sorted(SCHEMA_DIR.glob("*.sql")):
-        match = _FILE_NAME.match(path.name)
-        if match is None:
-            raise RuntimeError(f"schema file {path.name} is not named NNN_name.sql")
-        found.append(Migration(int(match.group(1)), match.group(2), path.read_text(encoding="utf-8")))
-    versions = [m.version for m in found]
-    if versions != list(range(1, len(found) + 1)):
-        raise RuntimeError(f"schema versions must be 1..N without gaps, found {versions}")
-    return found
-
-
-def latest_version() -> int:
-    return migrations()[-1].version
-
-
-def applied_version(conn: Connection) -> int:
-    """The schema version recorded in the database (0 when none)."""
-    exists = conn.execute(text("SELECT to_regclass('public.schema_migrations') IS NOT NULL")).scalar_one()
-    if not exists:
-        return 0
-    return int(conn.execute(text("SELECT coalesce(max(version), 0) FROM schema_migrations")).scalar_one())
 
 
 def apply(conn: Connection) -> list[Migration]:

@@ -15,7 +15,7 @@ import os
 import pandas as pd
 import streamlit as st
 
-from core import catalog, comparison, config, db, loader, migrate
+from core import catalog, comparison, config, status
 from core.config import Connections
 from core.errors import ConfigError
 
@@ -48,13 +48,12 @@ def connections(key: str) -> Connections:
 
     core.db pools one engine per URL (pool_pre_ping), so the engines themselves need no second cache.
     """
-    return db.connections()
+    return status.connections()
 
 
 def is_loaded() -> bool:
     """Whether the schema exists and the audited load was recorded (uncached: decides the first start)."""
-    with db.read() as conn:
-        return migrate.applied_version(conn) > 0 and loader.loaded_run(conn) is not None
+    return status.is_loaded()
 
 
 # cache_resource, not cache_data: the lists are frozen dataclasses nobody mutates, and cache_data

@@ -12,8 +12,7 @@ from collections.abc import Callable
 
 import streamlit as st
 
-from core import config, loader
-from core.dataset import TABLE_ORDER
+from core import config, ops
 from core.errors import AuditFailed, ConfigError, DatabaseUnavailable, DatasetError, IncaError, SchemaMissing
 from dashboard.lib import data
 from dashboard.lib.text import md
@@ -67,10 +66,10 @@ def _first_start_load() -> None:
         def progress(table: str, written: int, total: int) -> None:
             if written == total:
                 finished.add(table)
-            bar.progress(min(1.0, len(finished) / len(TABLE_ORDER)), text=f"{table}: {written:,} / {total:,}행")
+            bar.progress(min(1.0, len(finished) / len(ops.TABLE_ORDER)), text=f"{table}: {written:,} / {total:,}행")
 
         try:
-            result = loader.load(progress=progress)
+            result = ops.load(progress=progress)
         except IncaError:
             box.update(label="첫 적재가 실패했습니다. 아무것도 적재하지 않았습니다.", state="error")
             raise

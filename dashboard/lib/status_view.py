@@ -6,7 +6,6 @@ down is a state shown here, with what to do, not an error page.
 
 from __future__ import annotations
 
-import importlib
 from typing import Any
 
 import altair as alt
@@ -14,7 +13,7 @@ import pandas as pd
 import streamlit as st
 
 from core.errors import IncaError
-from core.status import StatusReport, collect
+from core.status import StatusReport, backup_frame, backup_health, collect
 from dashboard.lib import data, guard, table
 from dashboard.lib.text import md
 
@@ -119,29 +118,17 @@ def completeness_section(key: str) -> None:
     st.altair_chart(completeness_chart(data.status_counts(key)), width="stretch")
 
 
-def _backup_module() -> Any | None:
-    try:
-        module = importlib.import_module("core.backup")
-    except ImportError:
-        return None
-    return module if hasattr(module, "health_frame") else None
-
-
 def backups_section(report: StatusReport) -> None:
     st.subheader("백업")
-    module = _backup_module()
     backups = report.backups
-    if not backups and module is not None:  # the report stops early when the database is down; files still tell
-        backups = module.health().to_dict()
+    if not backups:  # the report stops early when the database is down; files still tell
+        backups = backup_health()
     backups = backups or {"state": "UNKNOWN", "reason": "백업 상태를 읽지 않았습니다"}
     state = str(backups.get("state", "UNKNOWN"))
     st.html(table.badge_html(state if state in ("OK", "WARNING", "FAILING") else "UNKNOWN", state, small=True))
     st.caption(md(backups.get("reason", "")))
-    if module is None:
-        st.info("백업이 아직 구성되지 않았습니다 (core.backup 없음). 구성되면 여기에 백업 크기 추이와 목록이 표시됩니다.")
-        return
     try:
-        frame = module.health_frame()
+        frame = backup_frame()
     except (IncaError, OSError) as error:
         st.warning(f"백업 목록을 읽지 못했습니다: {md(error)}")
         return

@@ -1,6 +1,6 @@
-"""`python -m core backup | verify-backup | restore | prune`: the command-line side of core.backup.
+"""`python -m core backup | verify-backup | restore | prune`: the command-line side of core.ops.backup.
 
-Registered by core.cli; failures raise BackupError (exit 8) and core.cli prints its one line.
+Registered by core.ops.cli; failures raise BackupError (exit 8) and core.cli prints its one line.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ Handler = Callable[[argparse.Namespace], int]
 
 
 def _backup(args: argparse.Namespace) -> int:
-    from core import backup
+    from core.ops import backup
 
     result = backup.backup()
     manifest = result.manifest
@@ -30,7 +30,7 @@ def _backup(args: argparse.Namespace) -> int:
 
 
 def _verify(args: argparse.Namespace) -> int:
-    from core import backup
+    from core.ops import backup
 
     result = backup.verify_backup(args.file)
     print(f"verified {result.path}: {result.reason} ({result.seconds:.1f} s)")
@@ -45,9 +45,8 @@ def _confirm(prompt: str) -> bool:
 
 
 def _restore(args: argparse.Namespace) -> int:
-    from core import backup, db
-
-    # core.status the module, not the `core.status` function that core/__init__.py re-exports under that name
+    from core import db
+    from core.ops import backup
     from core.status import collect, render_text
 
     dump = backup.resolve(args.file)
@@ -79,7 +78,7 @@ def _restore(args: argparse.Namespace) -> int:
 
 
 def _prune(args: argparse.Namespace) -> int:
-    from core import backup
+    from core.ops import backup
 
     plan = backup.prune(args.keep_daily, args.keep_weekly, dry_run=args.dry_run)
     for name, reasons in sorted(plan.kept.items(), reverse=True):
