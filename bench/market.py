@@ -2,8 +2,8 @@
 
     python bench/market.py --size 1m|5m|tiny [--seed N] [--database NAME] [--replace] [--generate-only]
 
-Builds a `core.dataset.LoadBundle` shaped like the real dataset, only bigger, and loads it with
-`core.loader.load_bundle` (the same audited path as the real load: constraints, pre-audit, post-audit,
+Builds a `core.ops.dataset.LoadBundle` shaped like the real dataset, only bigger, and loads it with
+`core.ops.loader.load_bundle` (the same audited path as the real load: constraints, pre-audit, post-audit,
 fingerprint, lock) into a SEPARATE database: `inca_bench_<size>` on a bench-only embedded server in
 `.inca-bench/` (or on INCA_BENCH_SERVER_URL). The project's own database is never touched: see
 `bench_database`, which refuses every name that does not start with `inca_bench`.

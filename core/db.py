@@ -60,25 +60,51 @@ def psycopg_conninfo(url: URL) -> str:
     return url.set(drivername="postgresql").render_as_string(hide_password=False)
 
 
+# Errors the server sends carry a SQLSTATE, whatever its lc_messages language: decide by that code.
+_BY_SQLSTATE = {
+    "28P01": "login refused for {where}: wrong user name or password; check DATABASE_URL / INCA_ADMIN_URL",
+    "28000": "login refused for {where}: the user does not exist on the server; create it or fix the URL",
+    "3D000": "database missing at {where}: create it (createdb) or fix the database name in the URL",
+    "57P03": "database at {where} is restarting: wait a few seconds and try again",  # cannot_connect_now
+    "57P01": "database at {where} is restarting: wait a few seconds and try again",  # admin_shutdown
+    "57P02": "database at {where} is restarting: wait a few seconds and try again",  # crash_shutdown
+}
+# A failed connection attempt carries no SQLSTATE: libpq reports the server's refusal (or its own
+# failure to reach it) only as text, and psycopg cannot give more (checked: `error.sqlstate` is None
+# for a wrong database, role or password). Those, and only those, are matched by text.
+_CLIENT_SIDE = (
+    (("password authentication failed", "no password supplied"),
+     "login refused for {where}: wrong user name or password; check DATABASE_URL / INCA_ADMIN_URL"),
+    (("role", "does not exist"), "login refused for {where}: the user does not exist on the server; create it or fix the URL"),
+    (("database", "does not exist"), "database missing at {where}: create it (createdb) or fix the database name in the URL"),
+    (("the database system is starting up", "shutting down"),
+     "database at {where} is restarting: wait a few seconds and try again"),
+    (("timeout", "timed out"), "database at {where} did not answer within 5 s: is the server up and the host/port right?"),
+    (("could not translate host name", "name or service not known"),
+     "database host in {where} is unknown: check the host name in the URL"),
+    (("connection refused", "no such file or directory", "is the server running"),
+     "database unreachable at {where}: start PostgreSQL (or fix host/port) and try again"),
+)
+
+
+def _sqlstate(error: BaseException) -> str | None:
+    cause = getattr(error, "orig", None) or error
+    return getattr(cause, "sqlstate", None)
+
+
 def describe_connection_error(error: BaseException, url: URL) -> str:
     """One line a person can act on, from whatever the driver raised. Never contains a password."""
     where = config.mask(url)
     message = str(getattr(error, "orig", None) or error).strip().splitlines()[0] if str(error).strip() else ""
+    known = _BY_SQLSTATE.get(_sqlstate(error) or "")
+    if known:
+        return known.format(where=where)
     lowered = message.lower()
-    if "password authentication failed" in lowered or "no password supplied" in lowered:
-        return f"login refused for {where}: wrong user name or password; check DATABASE_URL / INCA_ADMIN_URL"
-    if "role" in lowered and "does not exist" in lowered:
-        return f"login refused for {where}: the user does not exist on the server; create it or fix the URL"
-    if "database" in lowered and "does not exist" in lowered:
-        return f"database missing at {where}: create it (createdb) or fix the database name in the URL"
-    if "timeout" in lowered or "timed out" in lowered:
-        return f"database at {where} did not answer within 5 s: is the server up and the host/port right?"
-    if "could not translate host name" in lowered or "name or service not known" in lowered:
-        return f"database host in {where} is unknown: check the host name in the URL"
-    if "connection refused" in lowered or "no such file or directory" in lowered or "is the server running" in lowered:
-        return f"database unreachable at {where}: start PostgreSQL (or fix host/port) and try again"
-    if "the database system is starting up" in lowered or "shutting down" in lowered:
-        return f"database at {where} is restarting: wait a few seconds and try again"
+    for needles, line in _CLIENT_SIDE:
+        # ("role", "does not exist") needs both words; the other entries are alternatives
+        found = all(n in lowered for n in needles) if needles[-1] == "does not exist" else any(n in lowered for n in needles)
+        if found:
+            return line.format(where=where)
     return f"database error at {where}: {message}"
 
 

@@ -159,7 +159,7 @@ def _truncate_if_empty(conn: Connection, tables: list[str]) -> bool:
     at once, so counts can use index-only scans (status page). Truncating an empty table loses nothing.
     """
     raw = conn.connection.driver_connection
-    for table in tables:  # names from core.dataset.TABLE_ORDER, never input
+    for table in tables:  # names from core.ops.dataset.TABLE_ORDER, never input
         if raw.execute(f"SELECT EXISTS (SELECT FROM {table})").fetchone()[0]:
             return False
     raw.execute(f"TRUNCATE {', '.join(tables)}")
@@ -180,7 +180,7 @@ def _rebuild(conn: Connection, deferred: list[tuple[int, str]]) -> None:
 # Binary COPY spares the server the text parsing of every field and psycopg the text escaping: about
 # 1.8x the rows per second for evidence_ref (400 k rows: 4.3 s -> 2.4 s on two cores). Only for tables
 # whose columns all have one of these types and whose first row holds the matching Python types (what
-# core.dataset produces); jsonb and vector columns arrive as text, so their tables are copied as text.
+# core.ops.dataset produces); jsonb and vector columns arrive as text, so their tables are copied as text.
 _BINARY_COPY_TYPES: dict[str, type | tuple[type, ...]] = {"uuid": uuid.UUID, "text": str, "int4": int, "int2": int,
                                                           "date": date}
 
@@ -208,7 +208,7 @@ def _copy(conn: Connection, bundle: LoadBundle, progress: Progress | None, freez
     with raw.cursor() as cursor:
         for table in TABLE_ORDER:
             rows = bundle.rows[table]
-            columns = ", ".join(COLUMNS[table])  # constants from core.dataset, never input
+            columns = ", ".join(COLUMNS[table])  # constants from core.ops.dataset, never input
             types = _binary_types(raw, table, rows)
             options = ", ".join([*(["FORMAT binary"] if types else []), *(["FREEZE"] if freeze else [])])
             with cursor.copy(f"COPY {table} ({columns}) FROM STDIN" + (f" WITH ({options})" if options else "")) as copy:

@@ -1,6 +1,6 @@
 """`python -m core backup | verify-backup | restore | prune`: the command-line side of core.ops.backup.
 
-Registered by core.ops.cli; failures raise BackupError (exit 8) and core.cli prints its one line.
+Registered by core.ops.cli; failures raise BackupError (exit 8) and core.ops.cli prints its one line.
 """
 
 from __future__ import annotations
@@ -93,7 +93,7 @@ def _prune(args: argparse.Namespace) -> int:
 
 
 def register(commands: Any, handlers: dict[str, Handler]) -> None:
-    """Add the backup commands to core.cli's sub-parsers."""
+    """Add the backup commands to core.ops.cli's sub-parsers."""
     cmd = commands.add_parser("backup", help="pg_dump the database into INCA_BACKUP_DIR with a manifest")
     handlers["backup"] = _backup
 
