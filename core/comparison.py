@@ -19,6 +19,7 @@ from itertools import repeat
 from typing import Any, NamedTuple
 
 import pandas as pd
+from psycopg.rows import namedtuple_row
 
 from core import catalog, db, explain
 from core.errors import SelectionError
@@ -348,7 +349,7 @@ def _fetch(conn: Any, names: list[str], codes: list[str] | None, with_unmatched:
         products = driver.cursor(binary=True).execute(catalog.NAMED_PRODUCTS_QUERY, {"names": names})
         coverages = (driver.cursor(binary=True).execute(catalog.COVERAGES_QUERY) if codes is None else
                      driver.cursor(binary=True).execute(catalog.NAMED_COVERAGES_QUERY, {"codes": codes}))
-        lock = driver.cursor(binary=True).execute(LOCK_QUERY, dict(LOCK_PARAMS))
+        lock = driver.cursor(binary=True, row_factory=namedtuple_row).execute(LOCK_QUERY, dict(LOCK_PARAMS))
         cells = driver.cursor(binary=True).execute(sql, {"product_keys": names, "codes": codes or []})
     return products.fetchall(), coverages.fetchall(), lock.fetchone(), cells.fetchall(), sql
 

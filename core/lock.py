@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any, TypeVar, cast
@@ -195,10 +195,11 @@ def forget_cached_fingerprints() -> None:
 # selection, the lock and the cells) and read_lock() through SQLAlchemy's exec_driver_sql.
 LOCK_QUERY = (
     """
-    SELECT l.audit_run_id::text, l.status, l.audit_name, l.freeze_tag, l.git_commit, l.recorded_at,
-           l.fingerprint, o.audit_name, o.status, o.rows_audited, o.value_mismatches, o.type_mismatches,
-           o.generated_at, o.freeze_tag, o.git_commit, l.counts,
-           current_database() || '@' || inet_server_port(), w.counting, w.tables, w.stats
+    SELECT l.audit_run_id::text AS audit_run_id, l.status, l.audit_name, l.freeze_tag, l.git_commit, l.recorded_at,
+           l.fingerprint, o.audit_name AS original_name, o.status AS original_status, o.rows_audited,
+           o.value_mismatches, o.type_mismatches, o.generated_at, o.freeze_tag AS original_freeze_tag,
+           o.git_commit AS original_git_commit, l.counts,
+           current_database() || '@' || inet_server_port() AS identity, w.counting, w.tables, w.stats
     FROM audit_runs l LEFT JOIN audit_runs o ON o.audit_run_id = l.based_on
     CROSS JOIN LATERAL ("""
     + _WITNESS_SELECT
@@ -213,23 +214,26 @@ def read_lock(conn: Connection, fresh: bool = False) -> LockState:
     return lock_from_row(conn, conn.exec_driver_sql(LOCK_QUERY, dict(LOCK_PARAMS)).first(), fresh)
 
 
-def lock_from_row(conn: Connection, runs: Sequence[Any] | None, fresh: bool = False) -> LockState:
-    """The lock state from a row of LOCK_QUERY (None: no load recorded); may recompute the fingerprint."""
+def lock_from_row(conn: Connection, runs: Any | None, fresh: bool = False) -> LockState:
+    """The lock state from a named row of LOCK_QUERY (attribute access: SQLAlchemy's Row or psycopg's
+    namedtuple_row; None: no load recorded); may recompute the fingerprint."""
     if runs is None:
         return LockState(UNLOADED, None, None, None, None, None, None, None, None, None, None, None,
                          "no audited load recorded: run `python -m core load`")
     original = None
-    if runs[7] is not None:
-        original = {"audit_name": runs[7], "status": runs[8], "rows_audited": runs[9], "value_mismatches": runs[10],
-                    "type_mismatches": runs[11], "generated_at": runs[12].isoformat(), "freeze_tag": runs[13],
-                    "git_commit": runs[14]}
-    live, verified_at, seconds = _live_fingerprint(conn, fresh, str(runs[16]), runs[6], runs[5], runs[15],
-                                                   _witness_of(runs[17], runs[18], runs[19]))
-    if runs[1] != "PASS":
-        state, reason = BROKEN, f"the latest audit status is {runs[1]}, not PASS"
-    elif live != runs[6]:
+    if runs.original_name is not None:
+        original = {"audit_name": runs.original_name, "status": runs.original_status, "rows_audited": runs.rows_audited,
+                    "value_mismatches": runs.value_mismatches, "type_mismatches": runs.type_mismatches,
+                    "generated_at": runs.generated_at.isoformat(), "freeze_tag": runs.original_freeze_tag,
+                    "git_commit": runs.original_git_commit}
+    live, verified_at, seconds = _live_fingerprint(conn, fresh, str(runs.identity), runs.fingerprint, runs.recorded_at,
+                                                   runs.counts, _witness_of(runs.counting, runs.tables, runs.stats))
+    if runs.status != "PASS":
+        state, reason = BROKEN, f"the latest audit status is {runs.status}, not PASS"
+    elif live != runs.fingerprint:
         state, reason = BROKEN, "amount_fact content differs from the audited fingerprint (changed outside the load)"
     else:
         state, reason = INTACT, "amount_fact matches the audited fingerprint"
-    return LockState(state, runs[0], runs[1], runs[2], runs[3], runs[4], runs[5].isoformat(), original, runs[6],
-                     live, verified_at, None if seconds is None else round(seconds, 4), reason)
+    return LockState(state, runs.audit_run_id, runs.status, runs.audit_name, runs.freeze_tag, runs.git_commit,
+                     runs.recorded_at.isoformat(), original, runs.fingerprint, live, verified_at,
+                     None if seconds is None else round(seconds, 4), reason)
