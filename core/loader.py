@@ -19,8 +19,9 @@ from sqlalchemy import Connection, Engine, text
 from sqlalchemy.exc import IntegrityError
 
 from core import config, db, migrate
+from core.amounts import is_placeholder_amount
 from core.dataset import COLUMNS, PROPOSAL, TABLE_ORDER, LoadBundle, read_bundle
-from core.errors import AuditFailed
+from core.errors import AuditFailed, DatasetMismatch
 
 LOAD_AUDIT_NAME = "inca_load_audit"
 _LOAD_LOCK_KEY = 0x1ACA_0002
@@ -55,6 +56,8 @@ def pre_audit(bundle: LoadBundle) -> list[str]:
         if status == "CONFIRMED":
             if not value_text or not value_text.strip():
                 failures.append(f"{where}: CONFIRMED without value_text")
+            elif is_placeholder_amount(value_text):
+                failures.append(f"{where}: CONFIRMED value_text {value_text!r} is a placeholder, not an amount")
             elif evidence_id not in evidence:
                 failures.append(f"{where}: CONFIRMED without proposal evidence")
             # The amount's evidence is a snippet of this coverage: compare() reads it with the instance's
@@ -287,6 +290,23 @@ def loaded_run(conn: Connection) -> tuple[str, str] | None:
     return (row[0], row[1]) if row else None
 
 
+def _refuse_other_dataset(conn: Connection, bundle: LoadBundle) -> None:
+    """A locked database is never reloaded: a different dataset is an error, the same one a no-op."""
+    held = conn.execute(
+        text("SELECT dataset_sha256, freeze_tag, recorded_at FROM audit_runs WHERE kind = 'load' "
+             "ORDER BY recorded_at DESC LIMIT 1")
+    ).one()
+    if held.dataset_sha256 == bundle.dataset_sha256:
+        return
+    raise DatasetMismatch(
+        f"this database holds dataset {held.dataset_sha256} (freeze tag {held.freeze_tag}, loaded {held.recorded_at:%Y-%m-%d %H:%M:%S %Z}), "
+        f"but the given dataset is {bundle.dataset_sha256} (freeze tag {bundle.lineage.get('freeze_tag')}); "
+        "a locked database is never reloaded and nothing was changed. To use the other dataset, load it into a new, "
+        "empty database: point INCA_ADMIN_URL / DATABASE_URL at it and run `python -m core load` "
+        "(docs/operations.md, 'Loading a different dataset')"
+    )
+
+
 def load_bundle(bundle: LoadBundle, engine: Engine, progress: Progress | None = None) -> LoadResult:
     """Write `bundle` in one audited transaction, unless the database is already loaded."""
     failures = pre_audit(bundle)
@@ -301,6 +321,7 @@ def load_bundle(bundle: LoadBundle, engine: Engine, progress: Progress | None = 
             conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _LOAD_LOCK_KEY})
             existing = loaded_run(conn)
             if existing is not None:
+                _refuse_other_dataset(conn, bundle)
                 return LoadResult(False, "already loaded and locked; nothing changed", existing[0], existing[1],
                                   live_counts(conn))
             conn.execute(text("SELECT inca_open_audited_load()"))
