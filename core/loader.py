@@ -299,7 +299,8 @@ def _refuse_other_dataset(conn: Connection, bundle: LoadBundle) -> None:
     if held.dataset_sha256 == bundle.dataset_sha256:
         return
     raise DatasetMismatch(
-        f"this database holds dataset {held.dataset_sha256} (freeze tag {held.freeze_tag}, loaded {held.recorded_at:%Y-%m-%d %H:%M:%S %Z}), "
+        f"this database holds dataset {held.dataset_sha256} (freeze tag {held.freeze_tag}, "
+        f"loaded {held.recorded_at:%Y-%m-%d %H:%M:%S %Z}), "
         f"but the given dataset is {bundle.dataset_sha256} (freeze tag {bundle.lineage.get('freeze_tag')}); "
         "a locked database is never reloaded and nothing was changed. To use the other dataset, load it into a new, "
         "empty database: point INCA_ADMIN_URL / DATABASE_URL at it and run `python -m core load` "
