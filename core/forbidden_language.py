@@ -184,14 +184,15 @@ RULES: tuple[Rule, ...] = (
         # whatever the subject (금액, an insurer, a product): caught by the kind of predicate.
         # 1) an amount noun with any level word (also adnominal: 보험료가 낮은 상품);
         # 2) any subject: the level adjective conjugated as a predicate or adverb (높습니다, 높아요,
-        #    높음, 높네, 높고, 높지만, 높았, 높게, 큽니다, 커요, 적습니다 …). 적 only with adjective
+        #    높음, 높네, 높고, 높지만, 높았, 높게, 큽니다, 커요, 적습니다 …); the bare connective -아/-어
+        #    (값이 너무 많아 제외했습니다: a count, not a judgement) is not one. 적 only with adjective
         #    endings, so 적용/적혀/적립/적은 (applied / written / accrued / wrote) pass; 높이, 많이,
         #    크기, 크론병 are not predicates.
         r"(?:금액|보장|보험금|보험료|수준|한도)(?:이|가|은|는|도|만)?"
         r"(?:높|낮|많|적[다습어은네고]|크|큽|큰|작|약하|약한|약합|강하|강한|강합)"
-        r"|(?:높|낮|많|작)(?:습니|습디|다|아|았|음|네|군|고|지만|지요|죠|게|더라|으며|으니)"
-        r"|적(?:습니|다|어요|어서|음|네|군|지만|지요|죠|게)"
-        r"|(?:큽|컸|커요|커서|커지|크다|크네|크군|크고|크지만|크게|크며|큼)",
+        r"|(?:높|낮|많|작)(?:습니|습디|다|아요|았|음|네|군|고|지만|지요|죠|게|더라|으며|으니)"
+        r"|적(?:습니|다|어요|음|네|군|지만|지요|죠|게)"
+        r"|(?:큽|컸|커요|커지|크다|크네|크군|크고|크지만|크게|크며|큼)",
         "금액이 높다/낮다/크다/적다; 삼성화재는 높습니다 (a level judged high or low, any subject)",
         ("보장금액이 높습니다.", "보험료가 낮은 상품", "보장이 약합니다.", "금액이 적네요.", "삼성화재는 높습니다.",
          "메리츠화재가 많습니다.", "이 상품은 적습니다.", "현대해상은 커요.", "KB손해보험 쪽이 낮게 책정되어 있습니다."),
