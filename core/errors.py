@@ -63,6 +63,16 @@ class SelectionError(IncaError, ValueError):
         self.suggestions = suggestions or []
 
 
+class InvalidAmount(IncaError, ValueError):
+    """A CONFIRMED amount that is a status text or placeholder (확인 불가, -, blank), not an amount."""
+
+
+class DatasetMismatch(IncaError):
+    """A load was given a dataset other than the one the locked database already holds."""
+
+    exit_code = 9
+
+
 class BackupError(IncaError):
     """A backup could not be written, verified or restored; nothing live was changed."""
 

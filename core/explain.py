@@ -2,14 +2,24 @@
 
 A sentence only restates what the proposal (가입설계서) prints: the status is never
 upgraded or guessed, and `value_text` is inserted exactly as given. Korean particles
-(은/는, 으로/로) follow the final sound of the word before them, read aloud.
+(은/는, 이/가, 을/를, 으로/로) follow the final sound of the word before them, read aloud.
+
+A bracketed qualifier supplements the word before it, so the particle follows that word, not
+the bracket's content (표준 언어 예절 / 한글 맞춤법 guidance: `커피(coffee)는`,
+`진단비(대동맥판막)는`). Qualifier brackets: (), [], {}, 〔〕, 【】, 〖〗, 〘〙, 〚〛 and their
+full-width forms; any number of trailing groups, nested, or one left unclosed by a truncated
+name (`암진단비(유사암`) are skipped. A name that is only brackets (`(1년50%)`) is read by
+the content of its last group. Quotation and title marks (「」, 『』, 〈〉, 《》, quotes) wrap
+the word itself, so the last character inside them is read (`「암진단비」는`).
 """
 
 from __future__ import annotations
 
+from core.amounts import is_placeholder_amount
+from core.errors import InvalidAmount
 from core.forbidden_language import validate_text
 
-__all__ = ["STATUSES", "TEMPLATES", "explain", "has_final_consonant", "particle"]
+__all__ = ["QUALIFIER_BRACKETS", "STATUSES", "TEMPLATES", "base_word", "explain", "has_final_consonant", "particle"]
 
 TEMPLATES: dict[str, str] = {
     "CONFIRMED": "{insurer}의 {coverage}{은/는} 가입설계서에 {value}{으로/로} 명시되어 있습니다.",
@@ -20,8 +30,14 @@ STATUSES: tuple[str, ...] = tuple(TEMPLATES)
 
 _HANGUL_FIRST, _HANGUL_LAST = 0xAC00, 0xD7A3
 _RIEUL = 8  # jongseong index of ㄹ
-# skipped when looking for the last sound: closing brackets, quotes, trailing spaces
-_TRAILING_SKIP = frozenset(")]}>）］｝〉》」』】〕〗〙〛\"'’”`.,;:!? \t\r\n\u3000")
+#: qualifier brackets: the particle follows the word before them
+QUALIFIER_BRACKETS: dict[str, str] = {
+    ")": "(", "]": "[", "}": "{", "）": "（", "］": "［", "｝": "｛",
+    "〕": "〔", "】": "【", "〗": "〖", "〙": "〘", "〛": "〚",
+}
+_OPENERS = frozenset(QUALIFIER_BRACKETS.values())
+# skipped when looking for the last sound: quotation/title marks, punctuation, trailing spaces
+_TRAILING_SKIP = frozenset(">〉》」』\"'’”`.,;:!? \t\r\n\u3000")
 
 # Final sound kinds: "none" (open syllable), "rieul" (ㄹ), "other" (any other batchim).
 _DIGIT_SOUND = {  # 영 일 이 삼 사 오 육 칠 팔 구
@@ -78,10 +94,68 @@ def _latin_sound(run: str) -> str | None:
     return None
 
 
-def _final_sound(word: str) -> str | None:
+def _trim(word: str) -> str:
     end = len(word)
     while end and word[end - 1] in _TRAILING_SKIP:
         end -= 1
+    return word[:end]
+
+
+def _unclosed_opener(word: str) -> int | None:
+    """Position of the last opening qualifier bracket left unclosed (a truncated name)."""
+    stack: list[int] = []
+    for i, ch in enumerate(word):
+        if ch in _OPENERS:
+            stack.append(i)
+        elif ch in QUALIFIER_BRACKETS and stack:
+            stack.pop()
+    return stack[0] if stack else None
+
+
+def _strip_group(word: str) -> tuple[str, str] | None:
+    """(text before, content) of the trailing bracket group of `word`, or None if it ends otherwise."""
+    if not word or word[-1] not in QUALIFIER_BRACKETS:
+        return None
+    depth = 0
+    for i in range(len(word) - 1, -1, -1):
+        ch = word[i]
+        if ch in QUALIFIER_BRACKETS:
+            depth += 1
+        elif ch in _OPENERS:
+            depth -= 1
+            if depth == 0:
+                return word[:i], word[i + 1 : -1]
+    return None  # more closers than openers: leave it to the caller
+
+
+def base_word(word: str) -> str:
+    """The part of `word` its particle follows: trailing qualifier groups removed.
+
+    `진단비(대동맥판막)` -> `진단비`, `A(B)(C)` -> `A`, `암진단비(유사암` -> `암진단비`;
+    a name that is only a bracket group yields its content (`(1년50%)` -> `1년50%`).
+    """
+    current = _trim(word)
+    while current:
+        opener = _unclosed_opener(current)
+        if opener is not None:
+            before = _trim(current[:opener])
+            current = before if before else current[opener + 1 :]
+            continue
+        group = _strip_group(current)
+        if group is None:
+            break
+        before, content = _trim(group[0]), group[1]
+        current = before if before else _trim(content)
+    return current
+
+
+def _final_sound(word: str) -> str | None:
+    word = base_word(word)
+    end = len(word)
+    while end and word[end - 1] in QUALIFIER_BRACKETS:  # unbalanced leftovers
+        end -= 1
+        word = _trim(word[:end])
+        end = len(word)
     if not end:
         return None
     ch = word[end - 1]
@@ -141,6 +215,9 @@ def explain(insurer_name: str, coverage_name: str, status: str, value_text: str 
     coverage = _require_text("coverage_name", coverage_name)
     if status == "CONFIRMED":
         value = _require_text("value_text (required when status is CONFIRMED)", value_text)
+        if is_placeholder_amount(value):
+            raise InvalidAmount(f"value_text {value!r} is a placeholder or status text, not an amount; "
+                                "a CONFIRMED fact must carry the amount as the proposal prints it")
     elif value_text is not None:
         # never show an amount next to a status that says there is none
         raise ValueError(f"status {status} carries no amount, but value_text={value_text!r} was given")

@@ -137,9 +137,9 @@ RULES: tuple[Rule, ...] = (
     _rule(
         "SUP_GOOD_BAD",
         SUPERIORITY,
-        r"좋|나쁘|나쁜|나빠|나빴|낫[다습네고지겠]|나은(?!행)|나아(?!가|갈|간|감)",
+        r"좋|나쁘|나쁜|나빠|나빴|나쁩|나쁨|낫[다습네고지겠]|나은(?!행)|나아(?!가|갈|간|감)",
         "좋다/나쁘다/낫다/나은 (good / bad / better)",
-        ("보장이 좋습니다.", "좋은 선택입니다.", "이 담보가 낫다.", "조건이 나쁜 편입니다.", "더 나은 보장"),
+        ("보장이 좋습니다.", "좋은 선택입니다.", "이 담보가 낫다.", "조건이 나쁜 편입니다.", "더 나은 보장", "조건이 나쁩니다."),
         ("하나은행 계좌", "더 나아가 약관을 인용합니다."),
     ),
     # --- comparative evaluation ---------------------------------------------------
@@ -155,12 +155,19 @@ RULES: tuple[Rule, ...] = (
     _rule(
         "CMP_THAN",
         COMPARATIVE,
-        # "X보다" as the comparative particle; verb endings (살펴보다, 해보다) and
-        # "담보다"(= is a coverage) are excluded by the look-behind
-        r"(?<![펴아어여해봐려워져담])보다(?!시피)|에비[해하]|대비(?!하|해|책)",
-        "A가 B보다, ~에 비해, ~ 대비 (comparative particles)",
-        ("A사가 B사보다 많습니다.", "1,000만원보다 큽니다.", "삼성화재보다 적은 금액", "다른 담보보다 높다."),
-        ("약관을 살펴보다.", "보시다시피 명시되어 있습니다."),
+        # "X보다" attached to a word is the comparative particle, always; verb endings (살펴보다,
+        # 해보다) and "담보다"(= is a coverage) are excluded by the look-behind. "보다" standing
+        # after a boundary (text start, . ! ? ; : , … or a particle 은/는/을/를/에) is the adverb
+        # "more", allowed only before an information word (자세한, 상세히, 정확한, 구체적, 명확히,
+        # 많은 정보/내용/안내): "보다 자세한 내용은 약관을 참조하세요."
+        r"(?<=[^.!?;:,…。(\[{「『〈《“‘\"'은는을를에\x00])(?<![펴아어여해봐려워져담])보다(?!시피)"
+        r"|(?:^|(?<=[.!?;:,…。(\[{「『〈《“‘\"'은는을를에\x00]))보다(?!시피)(?!더?(?:자세|상세|정확|구체적|명확)|많은(?:정보|내용|안내))"
+        r"|에비[해하]|대비(?!하|해|책)",
+        "A가 B보다, ~에 비해, ~ 대비 (comparative particles; the adverb 보다 only before 자세한/상세히/정확한…)",
+        ("A사가 B사보다 많습니다.", "1,000만원보다 큽니다.", "삼성화재보다 적은 금액", "다른 담보보다 높다.",
+         "KB보다 높다.", "보다 높은 금액입니다.", "메리츠화재보다 자세히 명시되어 있습니다.", "이 상품은 보다 많이 보장합니다."),
+        ("약관을 살펴보다.", "보시다시피 명시되어 있습니다.", "보다 자세한 내용은 약관을 참조하세요.",
+         "약관을 보다 자세히 확인할 수 있습니다.", "명시되어 있습니다. 보다 정확한 내용은 원문을 확인하세요."),
     ),
     _rule(
         "CMP_RELATIVE",
@@ -173,13 +180,23 @@ RULES: tuple[Rule, ...] = (
     _rule(
         "CMP_LEVEL",
         COMPARATIVE,
-        # an amount called high/low is a comparison with an unstated reference;
-        # 적 needs an adjective ending so 적용/적혀 (applied / written) pass
+        # A level called high/low/many/few/big/small is a comparison with an unstated reference,
+        # whatever the subject (금액, an insurer, a product): caught by the kind of predicate.
+        # 1) an amount noun with any level word (also adnominal: 보험료가 낮은 상품);
+        # 2) any subject: the level adjective conjugated as a predicate or adverb (높습니다, 높아요,
+        #    높음, 높네, 높고, 높지만, 높았, 높게, 큽니다, 커요, 적습니다 …); the bare connective -아/-어
+        #    (값이 너무 많아 제외했습니다: a count, not a judgement) is not one. 적 only with adjective
+        #    endings, so 적용/적혀/적립/적은 (applied / written / accrued / wrote) pass; 높이, 많이,
+        #    크기, 크론병 are not predicates.
         r"(?:금액|보장|보험금|보험료|수준|한도)(?:이|가|은|는|도|만)?"
-        r"(?:높|낮|많|적[다습어은네고]|크|큽|큰|작|약하|약한|약합|강하|강한|강합)",
-        "금액이 높다/낮다/크다/적다 (an amount judged high or low)",
-        ("보장금액이 높습니다.", "보험료가 낮은 상품", "보장이 약합니다.", "금액이 적네요."),
-        ("금액이 적혀 있습니다.", "한도가 적용됩니다."),
+        r"(?:높|낮|많|적[다습어은네고]|크|큽|큰|작|약하|약한|약합|강하|강한|강합)"
+        r"|(?:높|낮|많|작)(?:습니|습디|다|아요|았|음|네|군|고|지만|지요|죠|게|더라|으며|으니)"
+        r"|적(?:습니|다|어요|음|네|군|지만|지요|죠|게)"
+        r"|(?:큽|컸|커요|커지|크다|크네|크군|크고|크지만|크게|크며|큼)",
+        "금액이 높다/낮다/크다/적다; 삼성화재는 높습니다 (a level judged high or low, any subject)",
+        ("보장금액이 높습니다.", "보험료가 낮은 상품", "보장이 약합니다.", "금액이 적네요.", "삼성화재는 높습니다.",
+         "메리츠화재가 많습니다.", "이 상품은 적습니다.", "현대해상은 커요.", "KB손해보험 쪽이 낮게 책정되어 있습니다."),
+        ("금액이 적혀 있습니다.", "한도가 적용됩니다.", "적립금이 있습니다.", "크론병 진단비", "높이 제한 없음"),
     ),
     _rule(
         "CMP_GAP_SIZE",

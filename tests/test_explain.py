@@ -15,26 +15,29 @@ from core.forbidden_language import ForbiddenLanguageError
     [
         ("질병사망", "은"),
         ("암진단비", "는"),
-        ("암진단비(유사암제외)", "는"),  # bracket skipped: 외
-        ("뇌출혈진단비(1-5종)", "은"),  # 종
-        ("표적항암약물허가치료비(1회한)", "은"),  # 한
-        ("(20년갱신)갱신형중증질환자(뇌혈관질환) 산정특례대상진단비(연간1회한", "은"),  # unclosed
-        ("다빈치로봇 갑상선암 및 전립선암 수술비(최초1회한)【갱신계약】", "은"),  # 약
+        ("암진단비(유사암제외)", "는"),  # qualifier skipped: 비
+        ("뇌출혈진단비(1-5종)", "는"),  # 비, not 종
+        ("표적항암약물허가치료비(1회한)", "는"),  # 비, not 한
+        ("(20년갱신)갱신형중증질환자(뇌혈관질환) 산정특례대상진단비(연간1회한", "는"),  # unclosed qualifier: 비
+        ("다빈치로봇 갑상선암 및 전립선암 수술비(최초1회한)【갱신계약】", "는"),  # two groups: 비
         ("혈전용해치료비Ⅱ(최초1회한)(뇌졸중) 보장", "은"),
-        ("상해후유장해(3-100%)(1804)", "는"),  # 천팔백사 → 사
-        ("급성심근경색증(I21)", "은"),  # 이십일 → 일
+        ("상해후유장해(3-100%)(1804)", "는"),  # 해
+        ("급성심근경색증(I21)", "은"),  # 증
         ("부정맥질환(I49)진단비", "는"),
         ("일반암진단비Ⅱ", "는"),  # Ⅱ → 이
         ("재진단암Ⅲ", "은"),  # Ⅲ → 삼
-        ("표적항암면역치료비(Ⅰ)", "은"),  # Ⅰ → 일
+        ("표적항암면역치료비(Ⅰ)", "는"),  # 비, not Ⅰ(일)
         ("표적항암약물허가치료비II", "는"),  # 이 / 아이
-        ("카티(CAR-T)", "는"),  # 티
-        ("관상동맥성형수술비(PTCA)", "는"),  # 에이
+        ("카티(CAR-T)", "는"),  # 티 of 카티
+        ("관상동맥성형수술비(PTCA)", "는"),  # 비
         ("XL", "은"),  # 엘
         ("ABM", "은"),  # 엠
         ("'암진단비' ", "는"),  # quote and space skipped
-        ("유사암(8대)", "는"),
-        ("상해 후유장해(3~100%)", "는"),  # 퍼센트
+        ("유사암(8대)", "은"),  # 암, not 대
+        ("상해 후유장해(3~100%)", "는"),  # 해
+        ("(3~100%)", "는"),  # only a group: its content, 퍼센트
+        ("CAR-T", "는"),  # 티
+        ("I21", "은"),  # 이십일 → 일
         ("갱신형_10년", "은"),
         ("3,000만원", "은"),
         ("1천만원", "은"),
@@ -83,7 +86,7 @@ def test_direction_particle(word: str, direction: str) -> None:
     assert particle(word, "으로", "로") == direction
 
 
-@pytest.mark.parametrize("word", ["", "   ", "()", "~", "Plus", "Good", "암진단비(…"])
+@pytest.mark.parametrize("word", ["", "   ", "()", "~", "Plus", "Good", "(…)"])
 def test_unknown_final_sound_uses_combined_form(word: str) -> None:
     assert has_final_consonant(word) is None
     assert particle(word, "은", "는") == "은(는)"
@@ -144,7 +147,7 @@ def test_value_text_inserted_verbatim(value: str) -> None:
 
 def test_raw_coverage_name_inserted_verbatim() -> None:
     raw = "다빈치로봇암수술비(갑상선암및전립선암제외)(최초1회\n한)(갱신형)"
-    assert explain("현대해상", raw, "UNCONFIRMED").startswith(f"현대해상의 {raw}은 ")
+    assert explain("현대해상", raw, "UNCONFIRMED").startswith(f"현대해상의 {raw}는 ")  # 수술비는
 
 
 # --- invalid input -------------------------------------------------------------------

@@ -19,7 +19,8 @@ from sqlalchemy import Connection, Engine, text
 from sqlalchemy.exc import IntegrityError
 
 from core import config, db
-from core.errors import AuditFailed
+from core.amounts import is_placeholder_amount
+from core.errors import AuditFailed, DatasetMismatch
 from core.inventory import applied_version, live_counts, loaded_run
 from core.ops import migrate
 from core.ops.dataset import COLUMNS, PROPOSAL, TABLE_ORDER, LoadBundle, read_bundle
@@ -57,6 +58,8 @@ def pre_audit(bundle: LoadBundle) -> list[str]:
         if status == "CONFIRMED":
             if not value_text or not value_text.strip():
                 failures.append(f"{where}: CONFIRMED without value_text")
+            elif is_placeholder_amount(value_text):
+                failures.append(f"{where}: CONFIRMED value_text {value_text!r} is a placeholder, not an amount")
             elif evidence_id not in evidence:
                 failures.append(f"{where}: CONFIRMED without proposal evidence")
             # The amount's evidence is a snippet of this coverage: compare() reads it with the instance's
@@ -251,6 +254,24 @@ def _refresh_search_vectors(conn: Connection) -> None:
         conn.execute(text(f"REFRESH MATERIALIZED VIEW {view}"))  # constant names above, never input
 
 
+def _refuse_other_dataset(conn: Connection, bundle: LoadBundle) -> None:
+    """A locked database is never reloaded: a different dataset is an error, the same one a no-op."""
+    held = conn.execute(
+        text("SELECT dataset_sha256, freeze_tag, recorded_at FROM audit_runs WHERE kind = 'load' "
+             "ORDER BY recorded_at DESC LIMIT 1")
+    ).one()
+    if held.dataset_sha256 == bundle.dataset_sha256:
+        return
+    raise DatasetMismatch(
+        f"this database holds dataset {held.dataset_sha256} (freeze tag {held.freeze_tag}, "
+        f"loaded {held.recorded_at:%Y-%m-%d %H:%M:%S %Z}), "
+        f"but the given dataset is {bundle.dataset_sha256} (freeze tag {bundle.lineage.get('freeze_tag')}); "
+        "a locked database is never reloaded and nothing was changed. To use the other dataset, load it into a new, "
+        "empty database: point INCA_ADMIN_URL / DATABASE_URL at it and run `python -m core load` "
+        "(docs/operations.md, 'Loading a different dataset')"
+    )
+
+
 def load_bundle(bundle: LoadBundle, engine: Engine, progress: Progress | None = None) -> LoadResult:
     """Write `bundle` in one audited transaction, unless the database is already loaded."""
     failures = pre_audit(bundle)
@@ -265,6 +286,7 @@ def load_bundle(bundle: LoadBundle, engine: Engine, progress: Progress | None = 
             conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _LOAD_LOCK_KEY})
             existing = loaded_run(conn)
             if existing is not None:
+                _refuse_other_dataset(conn, bundle)
                 return LoadResult(False, "already loaded and locked; nothing changed", existing[0], existing[1],
                                   live_counts(conn))
             conn.execute(text("SELECT inca_open_audited_load()"))
