@@ -75,10 +75,12 @@ def _occurrences(core: str, text: str) -> list[tuple[int, int, list[tuple[int, i
                     break
                 groups.append((positions[q + 1], positions[close - 1] + 1))
             q = close + 1
-        if ok and q < len(flat) and _is_word(flat[q]):
+        # A space or line break in the original ends the name (`질병사망 ⏎ 1회한`); glued text must be
+        # a name suffix or the particle of a sentence (`질병사망(감액없음)의 경우`).
+        if ok and q < len(flat) and _is_word(flat[q]) and positions[q] - positions[q - 1] == 1:
             glued_bi = flat[q] == "비" and core.endswith(("진단", "치료", "수술")) and (
                 q + 1 == len(flat) or not _is_word(flat[q + 1]))
-            ok = flat.startswith(_NAME_SUFFIXES, q) or glued_bi
+            ok = flat.startswith((*_NAME_SUFFIXES, "의경우"), q) or glued_bi
         if ok:
             end = positions[q - 1] + 1
             found.append((positions[at], end, groups))
@@ -98,16 +100,18 @@ def _block_spans(text: str, begin: int, end: int) -> list[tuple[str, int, int]]:
     spans: list[tuple[str, int, int]] = []
     line_start, line_end = _line_bounds(text, begin)
     prefix = text[line_start:begin].strip()
-    if prefix and not _MARKER.match(prefix):
-        return spans
     tail = text[end:line_end]
-    if _PARTICLE_TAIL.match(tail.strip()):
+    if _PARTICLE_TAIL.match(tail.strip()):  # `암사망, 질병사망(감액없음)의 경우 만15세부터 가입이 가능함`
         stop = text.find(".", end, line_end)
         stop = line_end if stop < 0 else stop
         for slot in ("waiting_period", "entry_age"):
             spans += [(slot, a, b) for a, b in find_phrases(slot, text, end, stop)]
         return spans
-    if tail.strip(" \t,/·…0123456789") and tail.strip() not in _NAME_SUFFIXES:
+    if prefix and not _MARKER.match(prefix):
+        return spans
+    if "/" in tail:  # `X/ ⏎ 갱신형 X`: the next line starts a sibling rider
+        return spans
+    if tail.strip(" \t,·…0123456789") and tail.strip() not in _NAME_SUFFIXES:
         return spans
     cursor, lines = line_end + 1, 0
     while cursor < len(text) and lines < 3:
