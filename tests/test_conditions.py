@@ -73,6 +73,15 @@ def test_whitespace_does_not_make_a_conflict_and_names_carry_conditions() -> Non
     assert extract_conditions("[갱신형] 특정암 다빈치로봇 수술비", [])["renewal"].status == FOUND
 
 
+def test_cause_cell_conditions_belong_to_their_row_only() -> None:
+    snippet = "(연간1회한, 1년미만 50%)\n가입금액\n뇌졸중진단비\n뇌졸중로 진단 확정된 경우\n(1회한, 1년미만 50%)\n다음담보"
+    result = extract_conditions("뇌졸중진단비", [_ev(snippet, "상품요약서")])
+    assert [p.text for p in result["payout_limit"].phrases] == ["1회한"]
+    assert [p.text for p in result["reduction"].phrases] == ["1년미만 50%"]
+    rider_list = extract_conditions("심근병증진단", [_ev("- 심근병증진단\n관상동맥성형술(최초1회한)")])
+    assert rider_list["payout_limit"].status == NOT_FOUND
+
+
 def test_no_numeric_parsing_in_the_module() -> None:
     source = "".join(p.read_text(encoding="utf-8") for p in (ROOT / "core" / "conditions").glob("*.py"))
     for forbidden in ("int(", "float(", "Decimal", "sorted(phrases", "key=len"):

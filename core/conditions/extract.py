@@ -21,7 +21,12 @@ _WORD = re.compile(r"[0-9A-Za-z\uac00-\ud7a3\u2160-\u217f]")
 _MARKER = re.compile(r"^(?:\d+(?:[-.]\d+)*[.)]?|주\d+\)|[-·•○●■□▶※ㆍ]|<\d종>|[가-하]\.|\(\d+\))$")
 _NAME_SUFFIXES = ("보장", "담보", "특별약관", "특약")
 _NAME_LIKE = re.compile(r"(?:비|담보|특약|특별약관|진단|수술|치료|일당|사망|장해)(?=$|[\s(,\[])")
-_PARTICLE_TAIL = re.compile(r"^(?:의\s*경우|은|는|:)")
+_PARTICLE_TAIL = re.compile(r"^(?:(?:보장|담보|특약|특별약관)\s*)?(?:의\s*경우|은|는|:)")
+# a 지급사유 cell that wraps before its conditions: `뇌졸중로 진단 확정된 경우` ⏎ `(1회한, 1년미만 50%)`
+_CAUSE_LINE = re.compile(r"(?:경우|진단\s*확정\s*시|진단시)\s*$|^보장개시일\s*이후")
+_SENTENCE_CHARS = 240
+_CAUSE_END = re.compile(r"(?:시|경우|때)\s*$")  # `관상동맥성형술(최초1회한)` is a rider, not a cause cell
+_TRAILING_GROUP = re.compile(r"\(([^()]*)\)\s*$")
 _PREFIX_RENEWAL = re.compile(r"^(?:\[갱신형\]|\(\d+년갱신\)갱신형)")
 
 
@@ -98,12 +103,16 @@ def _block_spans(text: str, begin: int, end: int) -> list[tuple[str, int, int]]:
     """Phrases in the occurrence's own block: the rest of its sentence, or the lines under a name that
     stands alone on its line, up to the next list item or name (rules C-D)."""
     spans: list[tuple[str, int, int]] = []
-    line_start, line_end = _line_bounds(text, begin)
+    line_start = _line_bounds(text, begin)[0]
+    line_end = _line_bounds(text, max(end - 1, begin))[1]  # a name wrapped over two lines ends on the second
     prefix = text[line_start:begin].strip()
     tail = text[end:line_end]
     if _PARTICLE_TAIL.match(tail.strip()):  # `암사망, 질병사망(감액없음)의 경우 만15세부터 가입이 가능함`
-        stop = text.find(".", end, line_end)
-        stop = line_end if stop < 0 else stop
+        # the sentence whose subject is the name, across wrapped lines, up to its full stop
+        stop = text.find(".", end, min(len(text), end + _SENTENCE_CHARS))
+        stop = min(len(text), end + _SENTENCE_CHARS) if stop < 0 else stop
+        if prefix and not _MARKER.match(prefix) and not prefix.endswith(","):
+            stop = min(stop, line_end)
         for slot in ("waiting_period", "entry_age"):
             spans += [(slot, a, b) for a, b in find_phrases(slot, text, end, stop)]
         return spans
@@ -124,6 +133,16 @@ def _block_spans(text: str, begin: int, end: int) -> list[tuple[str, int, int]]:
             for slot in ("waiting_period", "entry_age", "reduction"):
                 spans += [(slot, a, b) for a, b in find_phrases(slot, text, start, stop)]
             continue
+        trailing = _TRAILING_GROUP.search(line)
+        if (trailing and is_condition_group(trailing.group(1)) and not _MARKER.match(line.split()[0])
+                and (line.startswith("(") or _CAUSE_END.search(line[:trailing.start()]))):
+            # the row's 지급사유 cell ends with its conditions: `고액치료비암 진단시 (1회한, 1년미만 50%)`;
+            # the first such bracket closes the row (the next bracket is the next row's)
+            g_start = start + text[start:stop].rfind("(") + 1
+            spans += [(slot, a, b) for slot in SLOTS for a, b in find_phrases(slot, text, g_start, stop)]
+            break
+        if _CAUSE_LINE.search(line) and not _MARKER.match(line.split()[0]):
+            continue  # `뇌졸중로 진단 확정된 경우` ⏎ `(1회한, 1년미만 50%)`: the cell wraps
         if _MARKER.match(line.split()[0]) or _NAME_LIKE.search(line):
             break
         lead = start + (len(text[start:stop]) - len(text[start:stop].lstrip()))

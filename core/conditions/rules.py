@@ -12,14 +12,14 @@ _S = r"[ \t\n]*"  # printed phrases wrap and space freely
 
 PATTERNS: dict[str, tuple[re.Pattern[str], ...]] = {
     "waiting_period": (
-        re.compile(rf"\d+{_S}일이{_S}지난{_S}날의{_S}다음{_S}날"),
+        re.compile(rf"\d+{_S}(?:일|년)이{_S}지난{_S}날의{_S}다음{_S}날"),
         re.compile(rf"가입{_S}후{_S}\d+{_S}일간"),
         re.compile(rf"\d+{_S}년{_S}대기형"),
         re.compile(rf"면책{_S}없음"),
         re.compile(r"(?:^|(?<=\())면책(?=\)|$)"),
     ),
     "reduction": (
-        re.compile(rf"\d+{_S}년{_S}\d+{_S}%"),
+        re.compile(rf"\d+{_S}년{_S}(?:미만{_S})?\d+{_S}%"),
         re.compile(rf"\d+{_S}년{_S}감액(?:{_S}지급)?"),
         re.compile(rf"감액{_S}없음"),
     ),
