@@ -1,4 +1,4 @@
-"""Condition-slot quality on the hand-labelled set (tests/data/conditions_dev.jsonl): dev, holdout and blind.
+"""Condition-slot quality on the hand-labelled set (tests/data/conditions_dev.jsonl): dev, holdout, blind and blind2.
 
 Reads the real dataset the way the audited load does (proposal snippet + evidence pack, repeats dropped)
 and prints, per slot, precision and recall of FOUND phrases (distinct whitespace-free texts per pair)
@@ -73,7 +73,7 @@ def dataset_counts() -> dict[str, dict[str, int]]:
 
 
 def main() -> None:
-    for split in ("dev", "holdout", "blind"):
+    for split in ("dev", "holdout", "blind", "blind2"):
         table = evaluate(split)
         print(f"\n[{split}]  slot            P       R      (tp/pred/gold)   NOT_FOUND acc (n)   CONFLICT acc (n)")
         for slot, r in table.items():

@@ -28,6 +28,12 @@ _SENTENCE_CHARS = 240
 _CAUSE_END = re.compile(r"(?:시|경우|때)\s*$")  # `관상동맥성형술(최초1회한)` is a rider, not a cause cell
 _TRAILING_GROUP = re.compile(r"\(([^()]*)\)\s*$")
 _PREFIX_RENEWAL = re.compile(r"^(?:\[갱신형\]|\(\d+년갱신\)갱신형)")
+_BULLETS = "▪∙·•ㆍ-"
+_GROUP_SLOTS = ("waiting_period", "reduction", "payout_limit")
+_QUALIFIER = re.compile(r"의\s*경우\s*$")  # `13대특정암의 경우` ⏎ `가입 후 90일간 보장제외`
+_TITLE_SUFFIX = re.compile(r"(?:보장)?(?:특별약관|특약)[·.…\s\d]*$")
+_NON_RENEWABLE_TITLE = re.compile(r"^(?:\d+(?:[-.]\d+)*\.?\s*)?(.+?)\(비갱신형\)\s*(?:보장\s*)?(?:특별약관|특약)")
+_CELL_MAX = 12  # a table cell between a name and its value: `암(유사암 제외)`
 
 
 def _is_word(ch: str) -> bool:
@@ -147,9 +153,80 @@ def _block_spans(text: str, begin: int, end: int) -> list[tuple[str, int, int]]:
             break
         lead = start + (len(text[start:stop]) - len(text[start:stop].lstrip()))
         hits = [(slot, a, b) for slot in SLOTS for a, b in find_phrases(slot, text, start, stop)]
+        if not hits and lines == 1 and len(squash(line)) <= _CELL_MAX:
+            cell = _next_cell_value(text, stop + 1)  # `보험료납입면제대상 ⏎ 암(유사암 제외) ⏎ 90일면책`
+            spans += cell
+            if cell:
+                break
         if not any(a == lead for _, a, _ in hits):
             break
         spans += hits
+    return spans
+
+
+def _next_cell_value(text: str, cursor: int) -> list[tuple[str, int, int]]:
+    """The row's value cell: the next non-empty line when it is one condition phrase and nothing else."""
+    while cursor < len(text):
+        start, stop = cursor, _line_bounds(text, cursor)[1]
+        line = text[start:stop].strip()
+        if line:
+            lead = start + (len(text[start:stop]) - len(text[start:stop].lstrip()))
+            return [(slot, a, b) for slot in SLOTS for a, b in find_phrases(slot, text, start, stop)
+                    if a == lead and b == lead + len(line)]
+        cursor = stop + 1
+    return []
+
+
+def own_full_name(raw_name: str) -> str:
+    """The raw name as one line prints it, brackets kept: rows and titles must match it whole, because
+    `X` and `X(갱신형)`, `X(1회한)` and `X(매회)` are different riders."""
+    flat = squash(raw_name)
+    return flat[:-2] if flat.endswith("담보") and len(flat) > 2 else flat
+
+
+def _group_spans(raw_name: str, text: str) -> list[tuple[str, int, int]]:
+    """Rule F: a group of bullet rows closed by a value line (`▪ A ⏎ ▪ B ⏎ 가입 후 90일간 보장제외`): the value
+    governs every rider of the group. The coverage's row must print its whole name; the group ends at a
+    blank line, the value, or anything that is neither a bullet row nor the value."""
+    own = own_full_name(raw_name)
+    lines = text.split("\n")
+    offsets = [0]
+    for line in lines[:-1]:
+        offsets.append(offsets[-1] + len(line) + 1)
+    spans: list[tuple[str, int, int]] = []
+    for i, line in enumerate(lines):
+        body = line.strip()
+        if not body or body[0] not in _BULLETS or _TITLE_SUFFIX.sub("", squash(body[1:])) != own:
+            continue
+        bullet, j = body[0], i + 1
+        while j < len(lines) and lines[j].strip()[:1] in (bullet, "("):  # rows of the group and their wraps
+            j += 1
+        for value_line in range(j, min(j + 2, len(lines))):
+            value = lines[value_line].strip()
+            # a value line prints no bracket: `관상동맥성형술(최초1회한)` is the next rider, not a value
+            if not value or value[0] in _BULLETS or "(" in value or _NAME_LIKE.search(value):
+                break
+            start, stop = offsets[value_line], offsets[value_line] + len(lines[value_line])
+            hits = [(slot, a, b) for slot in _GROUP_SLOTS for a, b in find_phrases(slot, text, start, stop)]
+            if hits:
+                spans += hits
+                break
+            if not _QUALIFIER.search(value):
+                break
+    return spans
+
+
+def _title_renewal(raw_name: str, text: str) -> list[tuple[str, int, int]]:
+    """Rule G: `30. 암수술비(유사암제외)(최초1회한)(비갱신형) 특별약관` gives 비갱신형 to the rider printed
+    `암수술비(유사암제외)(최초1회한)`, the title's name matched whole, brackets included."""
+    own, spans, offset = own_full_name(raw_name), [], 0
+    for line in text.split("\n"):
+        match = _NON_RENEWABLE_TITLE.match(line.strip())
+        if match and squash(match.group(1)) == own:
+            lead = offset + len(line) - len(line.lstrip())
+            at = lead + match.start(0) + match.group(0).rfind("비갱신형")
+            spans.append(("renewal", at, at + len("비갱신형")))
+        offset += len(line) + 1
     return spans
 
 
@@ -172,6 +249,7 @@ def extract_conditions(raw_name: str, snippets: Sequence[SourceText]) -> dict[st
             for g_start, g_end in groups:
                 attached += [(slot, index, a, b) for slot in SLOTS for a, b in find_phrases(slot, text, g_start, g_end)]
             own += [(slot, index, a, b) for slot, a, b in _block_spans(text, begin, end)]
+        own += [(slot, index, a, b) for slot, a, b in _group_spans(raw_name, text) + _title_renewal(raw_name, text)]
     own_keys: dict[str, set[str]] = {slot: set() for slot in SLOTS}
     for slot, index, a, b in own:
         if sources[index].source_kind == "raw_name" or sources[index].doc_type == PROPOSAL:

@@ -16,6 +16,7 @@ PATTERNS: dict[str, tuple[re.Pattern[str], ...]] = {
         re.compile(rf"가입{_S}후{_S}\d+{_S}일간"),
         re.compile(rf"\d+{_S}년{_S}대기형"),
         re.compile(rf"면책{_S}없음"),
+        re.compile(rf"\d+{_S}일{_S}면책"),
         re.compile(r"(?:^|(?<=\())면책(?=\)|$)"),
     ),
     "reduction": (
@@ -28,6 +29,7 @@ PATTERNS: dict[str, tuple[re.Pattern[str], ...]] = {
         re.compile(rf"\d+{_S}일{_S}이상{_S}\d+{_S}일{_S}한{_S}도"),
         re.compile(rf"(?<![\d-])\d+{_S}(?:일)?{_S}-{_S}\d+{_S}일(?![\d이])"),
         re.compile(rf"(?:(?:최초|연간|평생|1일|동일{_S}(?:사고|질병){_S}당){_S})?\d+{_S}회{_S}(?:한{_S}도|한|지급)"),
+        re.compile(rf"최초{_S}\d+{_S}회에{_S}한(?:해|하여)"),
         re.compile(rf"매회{_S}지급|(?:^|(?<=\())매회(?=\)|$)"),
     ),
     "renewal": (
@@ -43,6 +45,10 @@ PATTERNS: dict[str, tuple[re.Pattern[str], ...]] = {
 }
 
 _WS = re.compile(r"\s+")
+# `유사암(90일면책) 진단비` is a rider of its own, not 유사암 진단비 with a condition (samsung lists both)
+_WAITING_VARIANT = re.compile(r"\d+일면책")
+# `최초 1회에 한해` and `최초1회한` say the same in other words: one key, text only
+_ONCE_WORDS = re.compile(r"^최초|(?<=회)에한(?:해|하여)$")
 
 
 def squash(text: str) -> str:
@@ -63,7 +69,7 @@ def find_phrases(slot: str, text: str, start: int = 0, end: int | None = None) -
 def is_condition_group(content: str) -> bool:
     """True when a bracket's content is nothing but condition phrases (e.g. `최초1회한`, `갱신형_10년`)."""
     rest = squash(content)
-    if not rest:
+    if not rest or _WAITING_VARIANT.search(rest):
         return False
     for slot in PATTERNS:
         for a, b in reversed(find_phrases(slot, rest)):
@@ -86,6 +92,8 @@ def agreement_key(slot: str, text: str) -> str:
     if slot == "waiting_period":
         duration = re.search(r"\d+(?:일|년)", flat)
         return duration.group(0) if duration else flat
+    if slot == "payout_limit":
+        return _ONCE_WORDS.sub(lambda m: "" if m.group(0) == "최초" else "한", flat)
     return flat
 
 
