@@ -94,7 +94,7 @@ def test_second_load_changes_nothing(loaded_db: Database) -> None:
     assert result.returncode == 0, result.stderr
     assert "nothing changed" in result.stdout
     after = collect()
-    assert after.lock["recorded_fingerprint"] == before.lock["recorded_fingerprint"]
+    assert after.lock.recorded_fingerprint == before.lock.recorded_fingerprint
     assert after.counts == before.counts
 
 
@@ -370,11 +370,11 @@ def test_wrong_password_is_reported(server: PgServer, loaded_db: Database) -> No
 
 
 def test_status_flags_a_reader_that_could_refresh_a_summary(fresh_loaded_db: Database) -> None:
-    assert collect(include_backups=False).database["reader_select_only"] is True
+    assert collect(include_backups=False).database.reader_select_only is True
     with admin_conn(fresh_loaded_db) as conn:
         conn.execute("GRANT MAINTAIN ON catalog_raw_name TO inca_read")  # PostgreSQL 17+: REFRESH allowed
     report = collect(include_backups=False)
-    assert report.database["reader_select_only"] is False
+    assert report.database.reader_select_only is False
     assert any("can write, own or refresh" in problem for problem in report.problems)
 
 
