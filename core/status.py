@@ -166,6 +166,8 @@ def collect(fresh: bool = True, include_backups: bool = True) -> StatusReport:
             report.counts = [CountRow(table, live, expected.get(table)) for table, live in counts.items()]
     except IncaError as error:
         report.problems.append(str(error))
+        if report.lock.audit_run_id is None and report.lock.state == "UNKNOWN":  # failed before the lock was read
+            report.lock = unread_lock("UNKNOWN", str(error))
         return report
     if not database.read_only_transaction:
         report.problems.append("the reading connection is not read-only: see docs/deployment.md (reader role)")

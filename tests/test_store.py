@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
@@ -15,7 +16,8 @@ from sqlalchemy import text
 
 from core import config, dataset, db, loader, migrate
 from core.errors import AuditFailed, ConfigError, DatasetError, SchemaMissing
-from core.status import collect
+from core.lock import LockState
+from core.status import DatabaseInfo, collect
 from tests.conftest import PROJECT, Database, PgServer
 
 DATASET = PROJECT / "data" / "dataset"
@@ -333,8 +335,14 @@ def test_unreachable_server_is_one_line_without_password() -> None:
     assert "unreachable" in result.stderr and "s3cret-pw" not in result.stderr + result.stdout
     report = run_cli("status", "--json", env=env)
     assert report.returncode == 1
-    assert json.loads(report.stdout)["reachable"] is False
+    body = json.loads(report.stdout)
+    assert body["reachable"] is False
     assert "s3cret-pw" not in report.stdout
+    # the same keys as a healthy report (None where unread), and the lock says why it is unknown
+    assert set(body["database"]) == {item.name for item in dataclasses.fields(DatabaseInfo)}
+    assert set(body["lock"]) == {item.name for item in dataclasses.fields(LockState)}
+    assert body["lock"]["state"] == "UNKNOWN" and "unreachable" in body["lock"]["reason"]
+    assert body["database"]["url"] and body["database"]["server_version"] is None
 
 
 @pytest.mark.parametrize("url", ["not a url", "mysql://u:p@h/db", "postgresql://u:p@h:99999/db", "postgresql://u:p@h:5432"])
