@@ -5,7 +5,6 @@ from __future__ import annotations
 import re
 from collections import defaultdict
 from collections.abc import Sequence
-from typing import NamedTuple
 
 import pandas as pd
 import streamlit as st
@@ -49,17 +48,9 @@ def _title(status: str, products: object) -> str:
     return f"{label} · 상품 {count}개" if count > 1 else label
 
 
-class Name(NamedTuple):
-    """One insurer's own name for a code, with its status (styling) and what the status stands for."""
-    status: str
-    title: str
-    raw_name: str
-
-
-class CatalogRow(NamedTuple):
-    code: str
-    name: str
-    cells: list[list[Name]]  # per insurer, in the given order; empty: no product carries the code
+# Plain tuples, unpacked by the template's loops (Jinja's attribute lookups cost a call per value).
+Name = tuple[str, str, str]  # one insurer's own name for a code: status (styling), title (what it stands for), name
+CatalogRow = tuple[str, str, list[list[Name]]]  # code, canonical name, names per insurer (empty: none carries it)
 
 
 def catalog_rows(frame: pd.DataFrame, insurers: Sequence[str]) -> list[CatalogRow]:
@@ -79,9 +70,9 @@ def catalog_rows(frame: pd.DataFrame, insurers: Sequence[str]) -> list[CatalogRo
         key = (raw_name, status, products)
         line = built.get(key)
         if line is None:
-            line = built[key] = Name(status, _title(status, products), raw_name)
+            line = built[key] = (status, _title(status, products), raw_name)
         cells[(code, insurer)].append(line)
-    return [CatalogRow(code, canonical[code], [cells.get((code, insurer), []) for insurer in insurers])
+    return [(code, canonical[code], [cells.get((code, insurer), []) for insurer in insurers])
             for code in sorted(canonical)]
 
 

@@ -12,11 +12,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 import jinja2
 
-from core.catalog import Coverage, Product
+from core.catalog import Coverage
 from core.comparison import NOT_AVAILABLE, NOT_AVAILABLE_TEXT, STATUS_LABELS, Cell, Comparison, Instance
 
 TABLE_CLASS = "inca-compare"
@@ -51,38 +51,26 @@ def render(template: str, **values: Any) -> str:
     return _ENV.get_template(template).render(**values)
 
 
-class Line(NamedTuple):
-    """One line of a cell: its status, the text shown, and the raw name before it (several instances)."""
-    status: str
-    text: str
-    raw_name: str | None
-
-
-class CellLines(NamedTuple):
-    status: str
-    lines: list[Line]
-
-
-class Row(NamedTuple):
-    coverage: Coverage
-    cells: list[CellLines]
+# The templates get plain tuples and unpack them in their loops (see comparison.html.j2 for why).
+Line = tuple[str, str, str | None]  # status, text shown, raw name before it (several instances)
 
 
 def _lines(cell: Cell) -> list[Line]:
     """display_text joins exactly these lines."""
     if not cell.instances:
-        return [Line(NOT_AVAILABLE, NOT_AVAILABLE_TEXT, None)]
+        return [(NOT_AVAILABLE, NOT_AVAILABLE_TEXT, None)]
     if len(cell.instances) == 1:
         only = cell.instances[0]
-        return [Line(only.status, only.display_text, None)]
-    return [Line(instance.status, instance.display_text, instance.raw_name) for instance in cell.instances]
+        return [(only.status, only.display_text, None)]
+    return [(instance.status, instance.display_text, instance.raw_name) for instance in cell.instances]
 
 
 def comparison_html(cmp: Comparison) -> str:
     """The side-by-side table: coverages in the chosen order, products as columns in the chosen order."""
-    rows = [Row(coverage, [CellLines(cell.status, _lines(cell)) for cell in cells]) for coverage, cells in cmp.rows()]
-    return render("comparison.html.j2", css_class=TABLE_CLASS, columns=len(cmp.products), products=cmp.products,
-                  rows=rows)
+    rows = [(coverage.code, coverage.name, [(cell.status, _lines(cell)) for cell in cells])
+            for coverage, cells in cmp.rows()]
+    return render("comparison.html.j2", css_class=TABLE_CLASS, columns=len(cmp.products),
+                  products=[(product.key, product.name, product.label) for product in cmp.products], rows=rows)
 
 
 def static_table_html(columns: Sequence[str], rows: Sequence[Sequence[tuple[str, str | None]]],
@@ -103,14 +91,19 @@ def explanations_html(coverage: Coverage, sentences: Sequence[str]) -> str:
     return render("explanations.html.j2", coverage=coverage, sentences=sentences)
 
 
-class EvidenceBlock(NamedTuple):
-    product: Product
-    instances: Sequence[Instance]
+def _evidence(insurer: str, instance: Instance) -> tuple[object, ...]:
+    proposal = instance.proposal_evidence
+    supporting = [(evidence.source(insurer), evidence.snippet) for evidence in instance.supporting_evidence]
+    documents = " · ".join(dict.fromkeys(evidence.doc_type for evidence in instance.supporting_evidence))
+    return (instance.raw_name, instance.status, instance.display_text,
+            None if proposal is None else (proposal.source(insurer), proposal.snippet), supporting, documents)
 
 
 def evidence_html(cmp: Comparison, coverage: Coverage) -> str:
     """Every snippet behind one row, verbatim in <pre>, product by product in the chosen order."""
-    blocks = [EvidenceBlock(product, cmp.cell(coverage.code, product.key).instances) for product in cmp.products]
+    blocks = [(product.key, product.label,
+               [_evidence(product.insurer_name, instance) for instance in cmp.cell(coverage.code, product.key).instances])
+              for product in cmp.products]
     return render("evidence.html.j2", blocks=blocks, not_available=NOT_AVAILABLE, not_available_text=NOT_AVAILABLE_TEXT)
 
 
