@@ -141,3 +141,15 @@ def test_stylesheet_is_loaded_once_from_its_file() -> None:
     assert table.STYLE.startswith("<style>") and table.STYLE.rstrip().endswith("</style>")
     assert table.STYLESHEET.read_text(encoding="utf-8") in table.STYLE
     assert ".s-NOT_AVAILABLE" in table.STYLE and "inca-badge" in table.STYLE
+
+
+def test_no_escape_can_be_switched_off_or_bypassed() -> None:
+    """Templates never mark a value safe or turn autoescaping off, and no dashboard module writes tags
+    into a string itself (the only HTML in Python is the stylesheet wrapper)."""
+    for path in table.TEMPLATES.glob("*.j2"):
+        source = path.read_text(encoding="utf-8")
+        assert not re.search(r"\|\s*safe\b|autoescape\s+false|Markup", source), path.name
+    for path in (table.TEMPLATES.parent / "lib").glob("*.py"):
+        source = path.read_text(encoding="utf-8")
+        tags = re.findall(r"""["']<(?!style>)/?[a-z][a-z0-9]*[\s>]""", source)
+        assert not tags, (path.name, tags)
