@@ -197,7 +197,7 @@ def measure_queries(runs: int, warmup: int, seed: int) -> dict[str, Any]:
     report = collect(fresh=False, include_backups=False)
     if not report.ok:
         raise SystemExit(f"status is not ok on the bench database: {report.problems}")
-    results["lock verified_at"] = report.lock.get("verified_at")
+    results["lock verified_at"] = report.lock.verified_at
     results["status collect(fresh=False)"] = summary(
         repeat(lambda: collect(fresh=False, include_backups=False), runs, warmup))
     return results

@@ -6,7 +6,7 @@ Built only from the reading connection, so what it reports is what the dashboard
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import text
@@ -24,17 +24,66 @@ EXPECTED_TABLES = ("insurer", "product", "product_variant", "document", "coverag
 
 
 @dataclass
+class DatabaseInfo:
+    """What the reading connection reports about the server; None where it was never reached."""
+    url: str | None = None  # password masked
+    embedded: bool | None = None
+    server_version: str | None = None
+    pgvector_version: str | None = None
+    reader_role: str | None = None
+    read_only_transaction: bool | None = None
+    reader_select_only: bool | None = None
+    schema_version: int | None = None
+    schema_latest: int | None = None
+
+
+@dataclass(frozen=True)
+class CountRow:
+    table: str
+    live: int
+    expected: int | None  # None: nothing recorded for this table
+
+    @property
+    def matches(self) -> bool:
+        return self.expected is None or self.expected == self.live
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"table": self.table, "live": self.live, "expected": self.expected, "matches": self.matches}
+
+
+@dataclass(frozen=True)
+class BackupSummary:
+    """Backup health: the state and its reason typed, the backup module's full record kept for --json."""
+    state: str  # OK | WARNING | FAILING | UNKNOWN
+    reason: str
+    record: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_record(cls, record: dict[str, Any]) -> BackupSummary:
+        return cls(state=str(record["state"]), reason=str(record["reason"]), record=record)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**self.record, "state": self.state, "reason": self.reason}
+
+
+def unread_lock(state: str, reason: str) -> LockState:
+    """A lock that could not be read (database down, no schema): only its state and why."""
+    blank: dict[str, Any] = {item.name: None for item in fields(LockState)}
+    return LockState(**{**blank, "state": state, "reason": reason})
+
+
+@dataclass
 class StatusReport:
     reachable: bool
     problems: list[str] = field(default_factory=list)
-    database: dict[str, Any] = field(default_factory=dict)
-    lock: dict[str, Any] = field(default_factory=dict)
-    counts: list[dict[str, Any]] = field(default_factory=list)
-    backups: dict[str, Any] = field(default_factory=dict)
+    database: DatabaseInfo = field(default_factory=DatabaseInfo)
+    lock: LockState = field(default_factory=lambda: unread_lock("UNKNOWN", "the lock was not read"))
+    counts: list[CountRow] = field(default_factory=list)
+    backups: BackupSummary | None = None  # None: not asked for (include_backups=False) or not reached
 
     @property
     def lock_state(self) -> str:
-        return str(self.lock.get("state", "UNKNOWN"))
+        return self.lock.state
 
     @property
     def ok(self) -> bool:
@@ -42,8 +91,11 @@ class StatusReport:
         return self.reachable and self.lock_state == INTACT
 
     def to_dict(self) -> dict[str, Any]:
-        return {"ok": self.ok, "reachable": self.reachable, "problems": self.problems, "database": self.database,
-                "lock": self.lock, "counts": self.counts, "backups": self.backups}
+        """The JSON of `python -m core status --json` and GET /status (keys in docs/api.md)."""
+        return {"ok": self.ok, "reachable": self.reachable, "problems": self.problems,
+                "database": asdict(self.database), "lock": self.lock.to_dict(),
+                "counts": [row.to_dict() for row in self.counts],
+                "backups": self.backups.to_dict() if self.backups is not None else {}}
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), ensure_ascii=False, indent=2, default=str)
@@ -64,9 +116,9 @@ def collect(fresh: bool = True, include_backups: bool = True) -> StatusReport:
     try:
         conns = db.connections()
     except IncaError as error:
-        return StatusReport(reachable=False, problems=[str(error)], lock={"state": "UNKNOWN"})
+        return StatusReport(reachable=False, problems=[str(error)], lock=unread_lock("UNKNOWN", str(error)))
     report = StatusReport(reachable=False)
-    report.database = {"url": config.mask(conns.reader), "embedded": conns.embedded}
+    database = report.database = DatabaseInfo(url=config.mask(conns.reader), embedded=conns.embedded)
     try:
         with db.read() as conn:
             info = conn.execute(
@@ -94,16 +146,15 @@ def collect(fresh: bool = True, include_backups: bool = True) -> StatusReport:
                 )
             ).one()
             report.reachable = True
-            report.database.update(server_version=info[0], pgvector_version=info[1], reader_role=info[3],
-                                   read_only_transaction=info[2] == "on", reader_select_only=bool(info[4]))
-            report.database["schema_version"] = inventory.applied_version(conn)
-            report.database["schema_latest"] = inventory.latest_version()
-            if report.database["schema_version"] == 0:
+            database.server_version, database.pgvector_version, database.reader_role = info[0], info[1], info[3]
+            database.read_only_transaction, database.reader_select_only = info[2] == "on", bool(info[4])
+            database.schema_version = inventory.applied_version(conn)
+            database.schema_latest = inventory.latest_version()
+            if database.schema_version == 0:
                 report.problems.append("the database has no inca schema yet: run `python -m core load`")
-                report.lock = {"state": UNLOADED, "reason": "no schema"}
+                report.lock = unread_lock(UNLOADED, "no schema")
                 return report
-            lock = read_lock(conn, fresh=fresh)
-            report.lock = lock.to_dict()
+            report.lock = read_lock(conn, fresh=fresh)
             recorded = conn.execute(
                 text("SELECT counts FROM audit_runs WHERE kind = 'load' ORDER BY recorded_at DESC LIMIT 1")
             ).scalar()
@@ -112,28 +163,26 @@ def collect(fresh: bool = True, include_backups: bool = True) -> StatusReport:
             # the counts while no counted table was written (core.lock.reuse_while_unwritten).
             counts = live_counts(conn) if fresh else reuse_while_unwritten(
                 conn, "live_counts", COUNTED_TABLES, lambda: live_counts(conn))
-            for table, live in counts.items():
-                want = expected.get(table)
-                report.counts.append({"table": table, "live": live, "expected": want,
-                                      "matches": want is None or want == live})
+            report.counts = [CountRow(table, live, expected.get(table)) for table, live in counts.items()]
     except IncaError as error:
         report.problems.append(str(error))
-        report.lock = report.lock or {"state": "UNKNOWN"}
+        if report.lock.audit_run_id is None and report.lock.state == "UNKNOWN":  # failed before the lock was read
+            report.lock = unread_lock("UNKNOWN", str(error))
         return report
-    if not report.database.get("read_only_transaction"):
+    if not database.read_only_transaction:
         report.problems.append("the reading connection is not read-only: see docs/deployment.md (reader role)")
-    if not report.database.get("reader_select_only"):
+    if not database.reader_select_only:
         report.problems.append("the reading role can write, own or refresh some table: "
                                "connect DATABASE_URL with the SELECT-only role")
     if report.lock_state == BROKEN:
-        report.problems.append(f"lock BROKEN: {report.lock['reason']}")
+        report.problems.append(f"lock BROKEN: {report.lock.reason}")
     elif report.lock_state == UNLOADED:
-        report.problems.append(report.lock["reason"])
+        report.problems.append(report.lock.reason)
     for row in report.counts:
-        if not row["matches"]:
-            report.problems.append(f"{row['table']}: {row['live']} rows, {row['expected']} expected")
+        if not row.matches:
+            report.problems.append(f"{row.table}: {row.live} rows, {row.expected} expected")
     if include_backups:
-        report.backups = backup_health()
+        report.backups = BackupSummary.from_record(backup_health())
     return report
 
 
@@ -179,28 +228,27 @@ def render_text(report: StatusReport) -> str:
     """The human form of the report (what `python -m core status` prints)."""
     lines = []
     lock = report.lock
-    lines.append(f"lock:      {report.lock_state}  ({lock.get('reason', '')})")
-    if lock.get("audit_run_id"):
-        lines.append(f"audit:     {lock['audit_status']}  run {lock['audit_run_id']}  loaded {lock['loaded_at']}")
-        lines.append(f"freeze:    {lock['freeze_tag']}  commit {lock['git_commit']}")
-        lines.append(f"recorded:  {lock['recorded_fingerprint']}")
-        lines.append(f"live:      {lock['live_fingerprint']}  (verified {lock['verified_at']}, "
-                     f"{lock['verify_seconds']} s)")
+    lines.append(f"lock:      {report.lock_state}  ({lock.reason})")
+    if lock.audit_run_id:
+        lines.append(f"audit:     {lock.audit_status}  run {lock.audit_run_id}  loaded {lock.loaded_at}")
+        lines.append(f"freeze:    {lock.freeze_tag}  commit {lock.git_commit}")
+        lines.append(f"recorded:  {lock.recorded_fingerprint}")
+        lines.append(f"live:      {lock.live_fingerprint}  (verified {lock.verified_at}, {lock.verify_seconds} s)")
     database = report.database
-    lines.append(f"database:  {'reachable' if report.reachable else 'UNREACHABLE'}  {database.get('url', '')}")
+    lines.append(f"database:  {'reachable' if report.reachable else 'UNREACHABLE'}  {database.url or ''}")
     if report.reachable:
-        lines.append(f"           PostgreSQL {database.get('server_version')}, pgvector {database.get('pgvector_version')}, "
-                     f"schema v{database.get('schema_version')}/{database.get('schema_latest')}, "
-                     f"reader {database.get('reader_role')} read-only={database.get('read_only_transaction')} "
-                     f"select-only={database.get('reader_select_only')}")
+        lines.append(f"           PostgreSQL {database.server_version}, pgvector {database.pgvector_version}, "
+                     f"schema v{database.schema_version}/{database.schema_latest}, "
+                     f"reader {database.reader_role} read-only={database.read_only_transaction} "
+                     f"select-only={database.reader_select_only}")
     if report.counts:
         lines.append("rows:      table                         live   expected")
         for row in report.counts:
-            mark = "" if row["matches"] else "   <- MISMATCH"
-            expected = "-" if row["expected"] is None else row["expected"]
-            lines.append(f"           {row['table']:<28}{row['live']:>6}   {expected:>8}{mark}")
-    if report.backups:
-        lines.append(f"backups:   {report.backups.get('state')}  {report.backups.get('reason', '')}")
+            mark = "" if row.matches else "   <- MISMATCH"
+            expected = "-" if row.expected is None else row.expected
+            lines.append(f"           {row.table:<28}{row.live:>6}   {expected:>8}{mark}")
+    if report.backups is not None:
+        lines.append(f"backups:   {report.backups.state}  {report.backups.reason}")
     for problem in report.problems:
         lines.append(f"problem:   {problem}")
     return "\n".join(lines)

@@ -65,8 +65,8 @@ def test_bench_refuses_databases_that_are_not_bench_databases() -> None:
 def test_tiny_market_loads_audited_and_locked(tiny_db: str, tiny_bundle: market.LoadBundle) -> None:
     report = collect(fresh=True, include_backups=False)
     assert report.ok and report.lock_state == lock.INTACT
-    assert all(row["matches"] for row in report.counts)
-    live = {row["table"]: row["live"] for row in report.counts}
+    assert all(row.matches for row in report.counts)
+    live = {row.table: row.live for row in report.counts}
     assert live["amount_fact"] == len(tiny_bundle.rows["amount_fact"])
     products = [p.key for p in core.catalog.products()][:3]
     codes = [c.code for c in core.catalog.coverages()][:12]

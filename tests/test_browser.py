@@ -19,8 +19,9 @@ from typing import Any
 
 import pytest
 
-from core import catalog, compare
+from core import catalog
 from dashboard.lib import exports, params
+from tests import dataset_facts as facts
 from tests.conftest import PROJECT, Database
 
 pytestmark = pytest.mark.browser
@@ -154,19 +155,22 @@ def shown_table(page: Any) -> tuple[list[str], list[list[str]]]:
     return found["header"], found["rows"]
 
 
-def test_compare_page_shows_core_compare(app_url: str, page: Any, loaded_db: Database) -> None:
+def test_compare_page_shows_the_datasets_amounts(app_url: str, page: Any, loaded_db: Database) -> None:
     open_and_wait(page, app_url + "/", "table.inca-compare")
     header, rows = shown_table(page)
-    expected = compare([product.key for product in catalog.products()], list(params.DEFAULT_CODES))
-    frame = expected.to_frame()
-    assert header == list(frame.columns)
-    assert rows == frame.values.tolist()
-    # spot checks against the cells themselves: one confirmed, one unconfirmed, one missing, one multi-instance
+    keys, codes = [product.key for product in catalog.products()], list(params.DEFAULT_CODES)
+    assert header == [*facts.HEAD, *(facts.label(key) for key in keys)]
+    assert [row[0] for row in rows] == codes
+    assert [row[2:] for row in rows] == facts.expected_rows(keys, codes)
+    # spot checks against the card files: one confirmed, one unconfirmed, one missing, one multi-instance
     by_code = {row[0]: row for row in rows}
-    labels = {product.key: 2 + position for position, product in enumerate(expected.products)}
-    for code, key in (("A4200_1", "samsung_health_v1"), ("A4200_1", "hanwha_health_v1"),
-                      ("A4101", "samsung_health_v1"), ("A4210", "samsung_health_v1")):
-        assert by_code[code][labels[key]] == expected.cell(code, key).display_text
+    column = {key: 2 + position for position, key in enumerate(keys)}
+    assert facts.cards_for("samsung_health_v1", "A4200_1")[0].status == "CONFIRMED"
+    assert by_code["A4200_1"][column["samsung_health_v1"]] == facts.cards_for("samsung_health_v1", "A4200_1")[0].value_text
+    assert by_code["A4200_1"][column["hanwha_health_v1"]] == facts.UNCONFIRMED_TEXT
+    assert by_code["A4101"][column["samsung_health_v1"]] == facts.NOT_AVAILABLE_TEXT
+    assert len(facts.cards_for("samsung_health_v1", "A4210")) > 1
+    assert by_code["A4210"][column["samsung_health_v1"]].split("\n") == facts.cell_lines("samsung_health_v1", "A4210")
     styles = page.evaluate("""() => {
         const td = document.querySelector('table.inca-compare td[data-status="NOT_AVAILABLE"] .inst');
         const grey = document.querySelector('table.inca-compare td[data-status="UNCONFIRMED"] .inst');
@@ -189,9 +193,10 @@ def test_compare_page_shows_core_compare(app_url: str, page: Any, loaded_db: Dat
 def test_shared_url_opens_that_comparison(app_url: str, page: Any, loaded_db: Database) -> None:
     open_and_wait(page, app_url + "/?p=kb_health_v1,samsung_health_v1,lotte_health_v1&c=A4104_1,A4101", "table.inca-compare")
     header, rows = shown_table(page)
-    expected = compare(["kb_health_v1", "samsung_health_v1", "lotte_health_v1"], ["A4104_1", "A4101"]).to_frame()
+    keys, codes = ["kb_health_v1", "samsung_health_v1", "lotte_health_v1"], ["A4104_1", "A4101"]
     assert header == ["코드", "담보명", "KB손해보험", "삼성화재", "롯데손해보험"]
-    assert rows == expected.values.tolist()
+    assert [row[0] for row in rows] == codes
+    assert [row[2:] for row in rows] == facts.expected_rows(keys, codes)
     chips = page.locator('[data-testid="stMultiSelect"]').first.locator(".react-aria-ComboBox [data-tag]")
     assert [chips.nth(i).get_attribute("aria-label") for i in range(chips.count())] == \
         ["KB손해보험", "삼성화재", "롯데손해보험"]

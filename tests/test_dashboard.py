@@ -1,7 +1,8 @@
 """The dashboard, driven in-process with Streamlit's AppTest against the real loaded database.
 
 The comparison table is static HTML (st.html, so it cannot be sorted by amount): tests parse it and
-compare it cell by cell with core.compare for the same selection.
+compare it cell by cell with the dataset's own facts, read from data/dataset by tests/dataset_facts.py
+(never with core.compare, which would carry any bug of core into the expected answer).
 """
 
 from __future__ import annotations
@@ -19,9 +20,10 @@ import pytest
 from streamlit.delta_generator import DeltaGenerator
 from streamlit.testing.v1 import AppTest
 
-from core import catalog, compare, db, forbidden_language
+from core import catalog, db, forbidden_language
 from core.comparison import STATUS_LABELS
 from dashboard.lib import exports, params, status_view
+from tests import dataset_facts as facts
 from tests.conftest import PROJECT, Database, PgServer
 
 APP = str(PROJECT / "dashboard" / "app.py")
@@ -117,10 +119,11 @@ def all_product_keys() -> list[str]:
 
 # --- the compare page ----------------------------------------------------------------------------
 
-def test_default_compare_page_shows_core_compare(loaded_db: Database) -> None:
+def test_default_compare_page_shows_the_datasets_amounts(loaded_db: Database) -> None:
     at = run(new_app())
     assert not at.error and not at.warning
-    assert_same_table(compare_table(at), compare(all_product_keys(), DEFAULT_CODES).to_frame())
+    assert sorted(all_product_keys()) == sorted(facts.product_insurer())  # every product of the dataset
+    facts.assert_page_table(compare_table(at), all_product_keys(), DEFAULT_CODES)
     assert at.query_params == {"p": ",".join(all_product_keys()), "c": ",".join(DEFAULT_CODES)}
     evidence = [block for block in walk(at.main) if getattr(block, "type", None) == "expander"
                 and block.label == "근거자료 (원문)"]
@@ -129,16 +132,27 @@ def test_default_compare_page_shows_core_compare(loaded_db: Database) -> None:
 
 
 def test_explanations_and_evidence_are_verbatim(loaded_db: Database) -> None:
-    at = run(new_app({"p": "samsung_health_v1,hanwha_health_v1", "c": "A4210,A4200_1"}))
-    expected = compare(["samsung_health_v1", "hanwha_health_v1"], ["A4210", "A4200_1"])
+    chosen, codes = ["samsung_health_v1", "hanwha_health_v1"], ["A4210", "A4200_1"]
+    at = run(new_app({"p": ",".join(chosen), "c": ",".join(codes)}))
     page = "\n".join(element.value for element in at.html)
-    for explanation in expected.explanations():
-        assert html.escape(explanation.sentence) in page
-    snippets = [instance.proposal_evidence.snippet for _, cells in expected.rows() for cell in cells
-                for instance in cell.instances if instance.proposal_evidence]
+    shown = {code: [html.unescape(item) for item in re.findall(r"<li>(.*?)</li>", block, re.S)]
+             for code, block in re.findall(r'<div class="inca-expl" data-code="([^"]+)">(.*?)</div>', page, re.S)}
+    assert list(shown) == codes
+    for code in codes:
+        # one sentence per raw coverage (one for a product without it), products in the chosen order
+        expected = [(key, card) for key in chosen for card in (facts.cards_for(key, code) or [None])]
+        assert len(shown[code]) == len(expected)
+        for sentence, (key, card) in zip(shown[code], expected, strict=True):
+            assert sentence.startswith(facts.label(key))
+            assert not forbidden_language.find_violations(sentence)
+            if card is not None and card.status == "CONFIRMED":
+                assert f"{card.value_text}으로" in sentence or f"{card.value_text}로" in sentence
+    snippets = [card.proposal_snippet for key in chosen for code in codes for card in facts.cards_for(key, code)
+                if card.proposal_snippet]
     assert snippets
+    blocks = [html.unescape(block) for block in re.findall(r"<pre>(.*?)</pre>", page, re.S)]
     for snippet in snippets:
-        assert f"<pre>{html.escape(snippet)}</pre>" in page  # line breaks kept, nothing edited
+        assert snippet in blocks  # the card's snippet verbatim: line breaks kept, nothing edited
 
 
 def test_selection_change_keeps_the_chosen_order(loaded_db: Database) -> None:
@@ -148,9 +162,8 @@ def test_selection_change_keeps_the_chosen_order(loaded_db: Database) -> None:
     at.multiselect(key="sel_products").set_value(chosen)
     at.multiselect(key="sel_codes").set_value(codes)
     run(at)
-    expected = compare(chosen, codes)
-    assert_same_table(compare_table(at), expected.to_frame())
-    assert list(compare_table(at).columns[2:]) == [product.label for product in expected.products]
+    facts.assert_page_table(compare_table(at), chosen, codes)
+    assert list(compare_table(at).columns[2:]) == ["삼성화재", "DB손해보험", "KB손해보험"]
     assert at.query_params == {"p": ",".join(chosen), "c": ",".join(codes)}
 
 
@@ -158,8 +171,8 @@ def test_url_opens_the_same_comparison_and_follows_changes(loaded_db: Database) 
     at = run(new_app({"p": "kb_health_v1,samsung_health_v1,lotte_health_v1", "c": "A4104_1,A4101"}))
     assert at.multiselect(key="sel_products").value == ["kb_health_v1", "samsung_health_v1", "lotte_health_v1"]
     assert at.multiselect(key="sel_codes").value == ["A4104_1", "A4101"]
-    assert_same_table(compare_table(at),
-                      compare(["kb_health_v1", "samsung_health_v1", "lotte_health_v1"], ["A4104_1", "A4101"]).to_frame())
+    facts.assert_page_table(compare_table(at), ["kb_health_v1", "samsung_health_v1", "lotte_health_v1"],
+                            ["A4104_1", "A4101"])
     at.multiselect(key="sel_codes").select("A4105")
     run(at)
     assert at.query_params["c"] == "A4104_1,A4101,A4105"
@@ -173,14 +186,14 @@ def test_invalid_url_values_are_named_and_dropped(loaded_db: Database) -> None:
     warnings = warnings.replace("\\", "")
     assert "nope_v9" in warnings and "Z9999" in warnings and "not-a-code" in warnings
     assert not at.error
-    assert_same_table(compare_table(at), compare(["samsung_health_v1"], ["A4200_1"]).to_frame())
+    facts.assert_page_table(compare_table(at), ["samsung_health_v1"], ["A4200_1"])
     assert at.query_params == {"p": "samsung_health_v1", "c": "A4200_1"}
 
 
 def test_url_with_nothing_valid_falls_back_to_defaults(loaded_db: Database) -> None:
     at = run(new_app({"p": "unknown", "c": "A0000"}))
     assert len(at.warning) == 2
-    assert_same_table(compare_table(at), compare(all_product_keys(), DEFAULT_CODES).to_frame())
+    facts.assert_page_table(compare_table(at), all_product_keys(), DEFAULT_CODES)
 
 
 def test_empty_selection_asks_for_a_choice(loaded_db: Database) -> None:
@@ -202,14 +215,14 @@ def test_category_button_adds_its_coverages(loaded_db: Database) -> None:
 
 def test_unmatched_coverages_are_listed_per_product(loaded_db: Database) -> None:
     at = run(new_app({"p": "kb_health_v1,db_health_v1", "c": "A4101"}))
-    unmatched = compare(["kb_health_v1", "db_health_v1"], ["A4101"]).unmatched_frame()
+    kb, db_ = facts.unmatched("kb_health_v1"), facts.unmatched("db_health_v1")
+    assert kb and db_
     labels = [block.label for block in walk(at.main) if getattr(block, "type", None) == "expander"]
-    assert labels[-2:] == [f"KB손해보험 · {(unmatched.product_key == 'kb_health_v1').sum()}건",
-                           f"DB손해보험 · {(unmatched.product_key == 'db_health_v1').sum()}건"]
+    assert labels[-2:] == [f"KB손해보험 · {len(kb)}건", f"DB손해보험 · {len(db_)}건"]
     tables = [parse_table(element.value) for element in at.html if "inca-unmatched" in element.value]
     shown = pd.concat(tables)
-    assert shown["보험사 담보명"].tolist() == unmatched["coverage_name_raw"].tolist()
-    assert shown["금액 (가입설계서 표기)"].tolist() == unmatched["display_text"].tolist()
+    assert shown["보험사 담보명"].tolist() == [card.raw_name for card in kb + db_]
+    assert shown["금액 (가입설계서 표기)"].tolist() == [card.shown for card in kb + db_]
 
 
 def test_audit_footer_names_the_lineage(loaded_db: Database) -> None:
@@ -237,8 +250,10 @@ def downloads(monkeypatch: pytest.MonkeyPatch) -> dict[str, bytes]:
 
 
 def test_exports_are_exactly_the_shown_table(loaded_db: Database, downloads: dict[str, bytes]) -> None:
-    at = run(new_app({"p": "samsung_health_v1,hanwha_health_v1,db_health_v1", "c": "A4210,A4103,A4104_1"}))
+    chosen, codes = ["samsung_health_v1", "hanwha_health_v1", "db_health_v1"], ["A4210", "A4103", "A4104_1"]
+    at = run(new_app({"p": ",".join(chosen), "c": ",".join(codes)}))
     shown = compare_table(at)
+    facts.assert_page_table(shown, chosen, codes)
     data = downloads["csv"]
     assert data.startswith(b"\xef\xbb\xbf")  # UTF-8 BOM: Excel opens Korean text correctly
     assert_same_table(exports.read_csv(data), shown)
@@ -247,8 +262,10 @@ def test_exports_are_exactly_the_shown_table(loaded_db: Database, downloads: dic
     assert_same_table(workbook["비교표"], shown)
     detail = workbook["상세"]
     assert set(detail["status"]) <= set(STATUS_LABELS)
-    expected = compare(["samsung_health_v1", "hanwha_health_v1", "db_health_v1"], ["A4210", "A4103", "A4104_1"])
-    assert detail["display_text"].tolist() == expected.to_long_frame()["display_text"].tolist()
+    # one row per code, product and raw coverage, in the chosen orders
+    expected = [card.shown if card else facts.NOT_AVAILABLE_TEXT for code in codes for key in chosen
+                for card in (facts.cards_for(key, code) or [None])]
+    assert detail["display_text"].tolist() == expected
     assert "000만원" in detail["value_text"].tolist()  # text stays text: never turned into the number 0
 
 
@@ -377,7 +394,7 @@ def test_retry_after_the_database_is_back(loaded_db: Database, monkeypatch: pyte
     next(button for button in at.button if button.label == "다시 시도").click()
     run(at)
     assert not at.error
-    assert_same_table(compare_table(at), compare(all_product_keys(), DEFAULT_CODES).to_frame())
+    facts.assert_page_table(compare_table(at), all_product_keys(), DEFAULT_CODES)
 
 
 def test_next_rerun_works_after_the_server_dropped_every_connection(loaded_db: Database, server: PgServer) -> None:
@@ -388,7 +405,7 @@ def test_next_rerun_works_after_the_server_dropped_every_connection(loaded_db: D
     at.multiselect(key="sel_codes").set_value(["A4102", "A4209"])  # not cached: needs a new connection
     run(at)
     assert not at.error
-    assert_same_table(compare_table(at), compare(all_product_keys(), ["A4102", "A4209"]).to_frame())
+    facts.assert_page_table(compare_table(at), all_product_keys(), ["A4102", "A4209"])
 
 
 def test_configured_empty_database_explains_how_to_load(fresh_db: Database) -> None:
@@ -423,7 +440,7 @@ def test_first_start_on_embedded_database_loads_once(server: PgServer, monkeypat
         at = run(new_app())
         states = [block for block in walk(at.main) if getattr(block, "type", None) == "status"]
         assert states and states[0].state == "complete" and "적재 완료" in states[0].label
-        assert_same_table(compare_table(at), compare(all_product_keys(), DEFAULT_CODES).to_frame())
+        facts.assert_page_table(compare_table(at), all_product_keys(), DEFAULT_CODES)
         at2 = run(new_app())  # a second session: no second load
         assert not [block for block in walk(at2.main) if getattr(block, "type", None) == "status"]
     finally:

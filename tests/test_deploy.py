@@ -208,7 +208,7 @@ def test_create_reader_script_before_and_after_the_load(fresh_db: Database, serv
             with pytest.raises(psycopg.errors.InsufficientPrivilege):
                 conn.execute("UPDATE amount_fact SET value_text = '1억원'")
         status = subprocess.run([sys.executable, "-c", "import json; from core.status import collect; "
-                                 "print(json.dumps(collect().database))"], capture_output=True, text=True,
+                                 "print(json.dumps(collect().to_dict()['database']))"], capture_output=True, text=True,
                                 cwd=PROJECT, timeout=120,
                                 env={**os.environ, "DATABASE_URL": app_url.render_as_string(hide_password=False)})
         assert status.returncode == 0, status.stderr

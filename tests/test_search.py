@@ -235,10 +235,10 @@ def test_second_load_changes_nothing_and_keeps_the_aliases(loaded_db: Database) 
 
 def test_status_counts_include_the_aliases(loaded_db: Database) -> None:
     report = core.status.collect(include_backups=False)
-    counts = {row["table"]: row for row in report.counts}
-    assert counts["coverage_alias"] == {"table": "coverage_alias", "live": EXPECTED_ALIASES,
-                                        "expected": EXPECTED_ALIASES, "matches": True}
-    assert report.ok and report.database["reader_select_only"]
+    counts = {row.table: row for row in report.counts}
+    assert counts["coverage_alias"].to_dict() == {"table": "coverage_alias", "live": EXPECTED_ALIASES,
+                                                  "expected": EXPECTED_ALIASES, "matches": True}
+    assert report.ok and report.database.reader_select_only
 
 
 def test_ensure_loaded_leaves_a_configured_database_alone(loaded_db: Database) -> None:
@@ -261,7 +261,7 @@ def test_database_loaded_before_schema_004_says_to_reload(fresh_loaded_db: Datab
         core.search.find_coverages("암 진단비")
     report = core.status.collect(include_backups=False)
     assert report.ok
-    assert {row["table"]: (row["live"], row["expected"]) for row in report.counts}["coverage_alias"] == (0, None)
+    assert {row.table: (row.live, row.expected) for row in report.counts}["coverage_alias"] == (0, None)
     # `python -m core migrate` (or load) adds the table, empty, and the lock keeps it empty.
     with db.admin_engine().begin() as conn:
         assert [m.version for m in migrate.apply(conn)] == [4, 7]

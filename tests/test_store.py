@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
@@ -17,6 +18,8 @@ from core import config, db
 from core.errors import AuditFailed, ConfigError, DatasetError, SchemaMissing
 from core.ops import dataset, loader, migrate
 from core.status import collect
+from core.lock import LockState
+from core.status import DatabaseInfo, collect
 from tests.conftest import PROJECT, Database, PgServer
 
 DATASET = PROJECT / "data" / "dataset"
@@ -95,7 +98,7 @@ def test_second_load_changes_nothing(loaded_db: Database) -> None:
     assert result.returncode == 0, result.stderr
     assert "nothing changed" in result.stdout
     after = collect()
-    assert after.lock["recorded_fingerprint"] == before.lock["recorded_fingerprint"]
+    assert after.lock.recorded_fingerprint == before.lock.recorded_fingerprint
     assert after.counts == before.counts
 
 
@@ -334,8 +337,14 @@ def test_unreachable_server_is_one_line_without_password() -> None:
     assert "unreachable" in result.stderr and "s3cret-pw" not in result.stderr + result.stdout
     report = run_cli("status", "--json", env=env)
     assert report.returncode == 1
-    assert json.loads(report.stdout)["reachable"] is False
+    body = json.loads(report.stdout)
+    assert body["reachable"] is False
     assert "s3cret-pw" not in report.stdout
+    # the same keys as a healthy report (None where unread), and the lock says why it is unknown
+    assert set(body["database"]) == {item.name for item in dataclasses.fields(DatabaseInfo)}
+    assert set(body["lock"]) == {item.name for item in dataclasses.fields(LockState)}
+    assert body["lock"]["state"] == "UNKNOWN" and "unreachable" in body["lock"]["reason"]
+    assert body["database"]["url"] and body["database"]["server_version"] is None
 
 
 @pytest.mark.parametrize("url", ["not a url", "mysql://u:p@h/db", "postgresql://u:p@h:99999/db", "postgresql://u:p@h:5432"])
@@ -371,11 +380,11 @@ def test_wrong_password_is_reported(server: PgServer, loaded_db: Database) -> No
 
 
 def test_status_flags_a_reader_that_could_refresh_a_summary(fresh_loaded_db: Database) -> None:
-    assert collect(include_backups=False).database["reader_select_only"] is True
+    assert collect(include_backups=False).database.reader_select_only is True
     with admin_conn(fresh_loaded_db) as conn:
         conn.execute("GRANT MAINTAIN ON catalog_raw_name TO inca_read")  # PostgreSQL 17+: REFRESH allowed
     report = collect(include_backups=False)
-    assert report.database["reader_select_only"] is False
+    assert report.database.reader_select_only is False
     assert any("can write, own or refresh" in problem for problem in report.problems)
 
 

@@ -36,7 +36,7 @@ def _status(args: argparse.Namespace) -> int:
     print(report.to_json() if args.json else render_text(report))
     if not report.ok:
         return 1
-    if args.strict and report.backups.get("state") not in ("OK", None):
+    if args.strict and report.backups is not None and report.backups.state != "OK":
         return 1
     return 0
 

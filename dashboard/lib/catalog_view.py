@@ -12,7 +12,6 @@ import streamlit as st
 from core import catalog
 from core.comparison import NOT_AVAILABLE, NOT_AVAILABLE_TEXT
 from dashboard.lib import data, search_box, table
-from dashboard.lib.text import esc
 
 SEARCH_KEY, CATEGORIES_KEY = "catalog_search", "catalog_categories"
 _SPACE = re.compile(r"\s+")
@@ -49,22 +48,19 @@ def _title(status: str, products: object) -> str:
     return f"{label} · 상품 {count}개" if count > 1 else label
 
 
-def _names_cell(lines: Sequence[str]) -> str:
-    if not lines:
-        return (f'<td data-status="{NOT_AVAILABLE}"><div class="inst s-{NOT_AVAILABLE}">'
-                f"{esc(NOT_AVAILABLE_TEXT)}</div></td>")
-    return f"<td>{''.join(lines)}</td>"
+# Plain tuples, unpacked by the template's loops (Jinja's attribute lookups cost a call per value).
+Name = tuple[str, str, str]  # one insurer's own name for a code: status (styling), title (what it stands for), name
+CatalogRow = tuple[str, str, list[list[Name]]]  # code, canonical name, names per insurer (empty: none carries it)
 
 
-def catalog_html(frame: pd.DataFrame, insurers: Sequence[str]) -> str:
-    """One row per canonical coverage (code order), one column per insurer (key order) with its raw names."""
-    head = [f"<th>{esc(name)}</th>" for name in ["코드", "표준 담보명", *insurers]]
+def catalog_rows(frame: pd.DataFrame, insurers: Sequence[str]) -> list[CatalogRow]:
+    """One row per canonical coverage (code order), one cell per insurer (given order) with its raw names."""
     # One pass over plain column lists into (code, insurer) cells, rather than a boolean mask per code and
     # insurer (15,000 masks for 300 codes x 50 insurers at market scale) or itertuples over Arrow-backed
     # strings; rows keep the frame's order. Names repeat (once per status), so each line is built once.
     canonical: dict[str, str] = {}
-    cells: dict[tuple[str, str], list[str]] = defaultdict(list)
-    built: dict[tuple[object, ...], str] = {}
+    cells: dict[tuple[str, str], list[Name]] = defaultdict(list)
+    built: dict[tuple[object, ...], Name] = {}
     columns = [frame[name].tolist() for name in ("coverage_code", "canonical_name", "insurer", "coverage_name_raw",
                                                  "status", "products")]
     for code, name, insurer, raw_name, status, products in zip(*columns, strict=True):
@@ -74,15 +70,17 @@ def catalog_html(frame: pd.DataFrame, insurers: Sequence[str]) -> str:
         key = (raw_name, status, products)
         line = built.get(key)
         if line is None:
-            line = built[key] = (f'<div class="inst s-{esc(status)}" title="{esc(_title(status, products))}">'
-                                 f"{esc(raw_name)}</div>")
+            line = built[key] = (status, _title(status, products), raw_name)
         cells[(code, insurer)].append(line)
-    body = []
-    for code in sorted(canonical):
-        row = [f'<td class="code">{esc(code)}</td>', f'<td class="name">{esc(canonical[code])}</td>']
-        row += [_names_cell(cells.get((code, insurer), [])) for insurer in insurers]
-        body.append(f'<tr data-code="{esc(code)}">{"".join(row)}</tr>')
-    return table.fixed_table("inca-catalog", head, body)
+    return [(code, canonical[code], [cells.get((code, insurer), []) for insurer in insurers])
+            for code in sorted(canonical)]
+
+
+def catalog_html(frame: pd.DataFrame, insurers: Sequence[str]) -> str:
+    """The catalog table of `frame`'s codes, one column per insurer (key order)."""
+    return table.render("catalog.html.j2", css_class="inca-catalog", columns=len(insurers), insurers=insurers,
+                        rows=catalog_rows(frame, insurers), not_available=NOT_AVAILABLE,
+                        not_available_text=NOT_AVAILABLE_TEXT)
 
 
 def semantic_search_slot() -> None:

@@ -13,7 +13,7 @@ import pandas as pd
 import streamlit as st
 
 from core.errors import IncaError
-from core.status import StatusReport, backup_frame, backup_health, collect
+from core.status import BackupSummary, StatusReport, backup_frame, backup_health, collect
 from dashboard.lib import data, guard, table
 from dashboard.lib.text import md
 
@@ -35,8 +35,8 @@ def down_section(report: StatusReport) -> None:
     st.error("**데이터베이스에 연결할 수 없습니다.**\n\n" + reasons + "\n\n"
              "확인할 것: 데이터베이스 서버가 실행 중인지, DATABASE_URL(호스트·포트·데이터베이스 이름·사용자·비밀번호)이 "
              "맞는지. 터미널에서 `python -m core status`로 같은 점검을 할 수 있습니다.", icon=":material/error:")
-    if report.database.get("url"):
-        st.caption(f"연결 대상: {md(report.database['url'])}")
+    if report.database.url:
+        st.caption(f"연결 대상: {md(report.database.url)}")
     guard.retry_button("retry_status")
 
 
@@ -47,16 +47,17 @@ def lock_section(report: StatusReport) -> None:
     st.html(table.badge_html(state if state in LOCK_WORDS else "UNKNOWN", state))
     st.markdown(md(LOCK_WORDS.get(state, LOCK_WORDS["UNKNOWN"])))
     if state == "BROKEN":
-        st.error(f"**잠금 BROKEN**: {md(lock.get('reason', ''))}\n\n데이터를 바꾼 경로를 조사하고, 검증된 백업에서 복원하세요 "
+        st.error(f"**잠금 BROKEN**: {md(lock.reason)}\n\n데이터를 바꾼 경로를 조사하고, 검증된 백업에서 복원하세요 "
                  "(docs/operations.md).", icon=":material/lock:")
-    original = lock.get("original_audit") or {}
+    # original_audit is the dataset's own record of the first audit (a JSON object from the load).
+    original = lock.original_audit or {}
     st.html(table.key_values_html([
-        ("감사 상태", lock.get("audit_status")), ("감사 이름", lock.get("audit_name")),
-        ("감사 실행 ID", lock.get("audit_run_id")), ("동결 태그", lock.get("freeze_tag")),
-        ("커밋", lock.get("git_commit")), ("적재 시각", lock.get("loaded_at")),
-        ("기록된 지문", lock.get("recorded_fingerprint")), ("현재 지문", lock.get("live_fingerprint")),
-        ("지문 확인 시각", lock.get("verified_at")), ("확인 소요 (초)", lock.get("verify_seconds")),
-        ("판정 근거", lock.get("reason")),
+        ("감사 상태", lock.audit_status), ("감사 이름", lock.audit_name),
+        ("감사 실행 ID", lock.audit_run_id), ("동결 태그", lock.freeze_tag),
+        ("커밋", lock.git_commit), ("적재 시각", lock.loaded_at),
+        ("기록된 지문", lock.recorded_fingerprint), ("현재 지문", lock.live_fingerprint),
+        ("지문 확인 시각", lock.verified_at), ("확인 소요 (초)", lock.verify_seconds),
+        ("판정 근거", lock.reason),
         ("원본 감사", f"{original.get('audit_name')} · {original.get('status')} · {original.get('rows_audited')}행 · "
                    f"값 불일치 {original.get('value_mismatches')} · 유형 불일치 {original.get('type_mismatches')}"
          if original else None),
@@ -68,12 +69,12 @@ def counts_section(report: StatusReport) -> None:
     if not report.counts:
         st.caption("행 수를 읽지 못했습니다.")
         return
-    frame = pd.DataFrame(report.counts).rename(columns={"table": "테이블", "live": "현재", "expected": "기대",
-                                                       "matches": "일치"})
+    frame = pd.DataFrame([row.to_dict() for row in report.counts]).rename(
+        columns={"table": "테이블", "live": "현재", "expected": "기대", "matches": "일치"})
     frame["일치"] = frame["일치"].map({True: "✓", False: "✗ 불일치"})
     frame["기대"] = frame["기대"].map(lambda value: "—" if value is None or pd.isna(value) else str(int(value)))
     st.table(frame, hide_index=True, width="content")
-    mismatched = [row["table"] for row in report.counts if not row["matches"]]
+    mismatched = [row.table for row in report.counts if not row.matches]
     if mismatched:
         st.warning("기대와 다른 행 수: " + md(", ".join(mismatched)))
 
@@ -82,13 +83,13 @@ def database_section(report: StatusReport) -> None:
     database = report.database
     st.subheader("데이터베이스")
     st.html(table.key_values_html([
-        ("연결", "예" if report.reachable else "아니요"), ("연결 대상", database.get("url")),
-        ("내장 PostgreSQL", _yes_no(database.get("embedded"))), ("PostgreSQL", database.get("server_version")),
-        ("pgvector", database.get("pgvector_version")),
-        ("스키마 버전", f"{database.get('schema_version')} / {database.get('schema_latest')}"),
-        ("읽기 역할", database.get("reader_role")),
-        ("읽기 전용 트랜잭션", _yes_no(database.get("read_only_transaction"))),
-        ("SELECT 전용 역할", _yes_no(database.get("reader_select_only"))),
+        ("연결", "예" if report.reachable else "아니요"), ("연결 대상", database.url),
+        ("내장 PostgreSQL", _yes_no(database.embedded)), ("PostgreSQL", database.server_version),
+        ("pgvector", database.pgvector_version),
+        ("스키마 버전", f"{database.schema_version} / {database.schema_latest}"),
+        ("읽기 역할", database.reader_role),
+        ("읽기 전용 트랜잭션", _yes_no(database.read_only_transaction)),
+        ("SELECT 전용 역할", _yes_no(database.reader_select_only)),
     ]))
     for problem in report.problems:
         st.warning(md(problem))
@@ -121,12 +122,11 @@ def completeness_section(key: str) -> None:
 def backups_section(report: StatusReport) -> None:
     st.subheader("백업")
     backups = report.backups
-    if not backups:  # the report stops early when the database is down; files still tell
-        backups = backup_health()
-    backups = backups or {"state": "UNKNOWN", "reason": "백업 상태를 읽지 않았습니다"}
-    state = str(backups.get("state", "UNKNOWN"))
+    if backups is None:  # the report stops early when the database is down; files still tell
+        backups = BackupSummary.from_record(backup_health())
+    state = backups.state
     st.html(table.badge_html(state if state in ("OK", "WARNING", "FAILING") else "UNKNOWN", state, small=True))
-    st.caption(md(backups.get("reason", "")))
+    st.caption(md(backups.reason))
     try:
         frame = backup_frame()
     except (IncaError, OSError) as error:

@@ -2,69 +2,61 @@
 
 st.dataframe (Streamlit 1.67) lets every user sort any column by clicking its header and has no
 option to turn that off (only column selection disables it, which changes the widget's meaning), so
-tables that hold amounts are plain <table> elements passed to st.html. Every value goes through
-html.escape; styling depends on the status only, never on the amount.
+tables that hold amounts are plain <table> elements passed to st.html. They come from the Jinja2
+templates in dashboard/templates, rendered with autoescaping on: every value is escaped by
+construction, so no call site can forget it. Styling (dashboard/static/inca.css) depends on the
+status only, never on the amount.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import jinja2
 
 from core.catalog import Coverage
 from core.comparison import NOT_AVAILABLE, NOT_AVAILABLE_TEXT, STATUS_LABELS, Cell, Comparison, Instance
-from dashboard.lib.text import esc
 
 TABLE_CLASS = "inca-compare"
-
-STYLE = """
-<style>
-[data-testid="stMainBlockContainer"] { padding-top: 3rem; }
-.inca-wrap { overflow-x: auto; margin: 0.25rem 0 0.5rem 0; }
-table.inca-table { border-collapse: collapse; width: 100%; font-size: 0.92rem; line-height: 1.45; }
-table.inca-table th, table.inca-table td { border: 1px solid #e3e6ea; padding: 0.45rem 0.6rem; vertical-align: top;
-  text-align: left; }
-table.inca-table thead th { background: #f5f7fa; font-weight: 600; }
-table.inca-table td.code { font-family: ui-monospace, SFMono-Regular, Menlo, monospace; font-size: 0.85rem;
-  white-space: nowrap; color: #374151; }
-table.inca-table td.name { min-width: 9rem; }
-table.inca-fixed { table-layout: fixed; }
-table.inca-fixed col.code { width: 6.5rem; }
-table.inca-fixed col.name { width: 11rem; }
-table.inca-table .inst { white-space: pre-wrap; }
-table.inca-table .inst + .inst { margin-top: 0.3rem; padding-top: 0.3rem; border-top: 1px dashed #e3e6ea; }
-table.inca-table .raw { color: #4b5563; font-size: 0.82rem; }
-.s-UNCONFIRMED { color: #6b7280; font-style: italic; }
-.s-NOT_AVAILABLE { color: #b3b8bf; text-decoration: line-through; }
-.inca-legend { font-size: 0.85rem; color: #4b5563; }
-.inca-legend span.item { margin-right: 1.4rem; }
-.inca-products { font-size: 0.85rem; color: #4b5563; margin: 0; padding-left: 1.3rem; }
-.inca-expl h4 { margin: 0.6rem 0 0.2rem 0; font-size: 1.05rem; }
-.inca-expl ol { margin: 0 0 0.3rem 0; padding-left: 1.3rem; }
-.inca-ev { margin-bottom: 0.9rem; }
-.inca-ev .head { font-weight: 600; }
-.inca-ev .src { font-size: 0.8rem; color: #4b5563; margin-top: 0.3rem; }
-.inca-ev .src b { color: #1f2937; }
-.inca-ev pre { white-space: pre-wrap; word-break: break-word; background: #f6f8fa; border: 1px solid #e3e6ea;
-  border-radius: 4px; padding: 0.5rem 0.7rem; margin: 0.2rem 0 0.4rem 0; font-size: 0.85rem; }
-.inca-ev details summary { cursor: pointer; font-size: 0.85rem; color: #374151; }
-.inca-badge { display: inline-block; padding: 0.5rem 1.4rem; border-radius: 8px; font-size: 2rem; font-weight: 700;
-  letter-spacing: 0.05em; color: #fff; }
-.inca-badge.INTACT, .inca-badge.OK { background: #1f7a3a; }
-.inca-badge.BROKEN, .inca-badge.FAILING, .inca-badge.DOWN { background: #b42318; }
-.inca-badge.UNLOADED, .inca-badge.WARNING { background: #b54708; }
-.inca-badge.UNKNOWN { background: #6b7280; }
-.inca-badge.small { font-size: 1.1rem; padding: 0.25rem 0.8rem; }
-.inca-kv { border-collapse: collapse; font-size: 0.9rem; }
-.inca-kv th { text-align: left; color: #4b5563; font-weight: 500; padding: 0.2rem 1rem 0.2rem 0; vertical-align: top;
-  white-space: nowrap; }
-.inca-kv td { padding: 0.2rem 0; font-family: ui-monospace, SFMono-Regular, Menlo, monospace; font-size: 0.85rem;
-  word-break: break-all; }
-</style>
-"""
+_DASHBOARD = Path(__file__).resolve().parent.parent
+TEMPLATES = _DASHBOARD / "templates"
+STYLESHEET = _DASHBOARD / "static" / "inca.css"
 
 
-def _lines(cell: Cell) -> list[tuple[str, str, str | None]]:
-    """(status, display text, raw name shown before it) per line; display_text joins exactly these."""
+class _LayoutLoader(jinja2.FileSystemLoader):
+    """Templates are indented for reading; each line is stripped and the lines joined, so layout
+    whitespace never lands inside a cell (values reach the output only through `{{ }}`, untouched)."""
+
+    def get_source(self, environment: jinja2.Environment, template: str) -> tuple[str, str, Any]:
+        source, filename, uptodate = super().get_source(environment, template)
+        return "".join(line.strip() for line in source.splitlines()), filename, uptodate
+
+
+_ENV = jinja2.Environment(
+    loader=_LayoutLoader(TEMPLATES),
+    # True for every template here (.html.j2) and for strings: escaping is never opt-in.
+    autoescape=jinja2.select_autoescape(enabled_extensions=("html", "j2"), default_for_string=True, default=True),
+    undefined=jinja2.StrictUndefined,  # a misspelt variable is an error, not an empty cell
+    auto_reload=False,
+)
+
+#: the page stylesheet, read once per process (st.html keeps a <style>-only fragment out of the layout)
+STYLE = f"<style>\n{STYLESHEET.read_text(encoding='utf-8')}</style>\n"
+
+
+def render(template: str, **values: Any) -> str:
+    """`template` rendered with `values`; a pure function of its arguments."""
+    return _ENV.get_template(template).render(**values)
+
+
+# The templates get plain tuples and unpack them in their loops (see comparison.html.j2 for why).
+Line = tuple[str, str, str | None]  # status, text shown, raw name before it (several instances)
+
+
+def _lines(cell: Cell) -> list[Line]:
+    """display_text joins exactly these lines."""
     if not cell.instances:
         return [(NOT_AVAILABLE, NOT_AVAILABLE_TEXT, None)]
     if len(cell.instances) == 1:
@@ -73,112 +65,54 @@ def _lines(cell: Cell) -> list[tuple[str, str, str | None]]:
     return [(instance.status, instance.display_text, instance.raw_name) for instance in cell.instances]
 
 
-def cell_html(cell: Cell) -> str:
-    parts = []
-    for status, shown, raw_name in _lines(cell):
-        prefix = f'<span class="raw">{esc(raw_name)}</span>: ' if raw_name is not None else ""
-        parts.append(f'<div class="inst s-{status}" data-status="{status}">{prefix}{esc(shown)}</div>')
-    return f'<td data-status="{esc(cell.status)}">{"".join(parts)}</td>'
-
-
 def comparison_html(cmp: Comparison) -> str:
     """The side-by-side table: coverages in the chosen order, products as columns in the chosen order."""
-    head = ['<th>코드</th>', '<th>담보명</th>']
-    head += [f'<th data-product="{esc(p.key)}" title="{esc(p.name)}">{esc(p.label)}</th>' for p in cmp.products]
-    rows = []
-    for coverage, cells in cmp.rows():
-        tds = [f'<td class="code">{esc(coverage.code)}</td>', f'<td class="name">{esc(coverage.name)}</td>']
-        tds += [cell_html(cell) for cell in cells]
-        rows.append(f'<tr data-code="{esc(coverage.code)}">{"".join(tds)}</tr>')
-    return fixed_table(TABLE_CLASS, head, rows)
-
-
-def fixed_table(css_class: str, head: Sequence[str], rows: Sequence[str]) -> str:
-    """Code and name columns, then equal-width columns (fixed layout: no product column stands out)."""
-    columns = '<col class="code"><col class="name">' + "<col>" * (len(head) - 2)
-    return (f'<div class="inca-wrap"><table class="inca-table inca-fixed {esc(css_class)}"><colgroup>{columns}</colgroup>'
-            f'<thead><tr>{"".join(head)}</tr></thead><tbody>{"".join(rows)}</tbody></table></div>')
+    rows = [(coverage.code, coverage.name, [(cell.status, _lines(cell)) for cell in cells])
+            for coverage, cells in cmp.rows()]
+    return render("comparison.html.j2", css_class=TABLE_CLASS, columns=len(cmp.products),
+                  products=[(product.key, product.name, product.label) for product in cmp.products], rows=rows)
 
 
 def static_table_html(columns: Sequence[str], rows: Sequence[Sequence[tuple[str, str | None]]],
                       css_class: str = "") -> str:
     """A plain table; each cell is (text, status or None) so amounts get the same status styling."""
-    head = "".join(f"<th>{esc(column)}</th>" for column in columns)
-    body = []
-    for row in rows:
-        tds = []
-        for value, status in row:
-            if status is None:
-                tds.append(f'<td><div class="inst">{esc(value)}</div></td>')
-            else:
-                tds.append(f'<td data-status="{esc(status)}"><div class="inst s-{esc(status)}">{esc(value)}</div></td>')
-        body.append(f"<tr>{''.join(tds)}</tr>")
-    return (f'<div class="inca-wrap"><table class="inca-table {esc(css_class)}"><thead><tr>{head}</tr></thead>'
-            f'<tbody>{"".join(body)}</tbody></table></div>')
+    return render("static_table.html.j2", columns=columns, rows=rows, css_class=css_class)
 
 
 def legend_html() -> str:
-    return ('<div class="inca-legend">'
-            '<span class="item">금액은 가입설계서에 적힌 그대로입니다.</span>'
-            '<span class="item"><span class="s-UNCONFIRMED">금액 미기재</span>: '
-            '담보는 있으나 가입설계서에 금액이 적혀 있지 않음</span>'
-            '<span class="item"><span class="s-NOT_AVAILABLE">해당 담보 없음</span>: 상품에 이 담보가 없음</span></div>')
+    return render("legend.html.j2")
 
 
 def products_html(lines: Sequence[str]) -> str:
-    return '<ol class="inca-products">' + "".join(f"<li>{esc(line)}</li>" for line in lines) + "</ol>"
+    return render("products.html.j2", lines=lines)
 
 
 def explanations_html(coverage: Coverage, sentences: Sequence[str]) -> str:
-    items = "".join(f"<li>{esc(sentence)}</li>" for sentence in sentences)
-    return (f'<div class="inca-expl" data-code="{esc(coverage.code)}"><h4>{esc(coverage.code)} · {esc(coverage.name)}</h4>'
-            f"<ol>{items}</ol></div>")
+    return render("explanations.html.j2", coverage=coverage, sentences=sentences)
 
 
-def _snippet(label: str, source: str, snippet: str) -> str:
-    return f'<div class="src"><b>{esc(label)}</b> · {esc(source)}</div><pre>{esc(snippet)}</pre>'
-
-
-def _instance_evidence(insurer: str, instance: Instance) -> str:
-    parts = []
-    if instance.proposal_evidence is not None:
-        evidence = instance.proposal_evidence
-        parts.append(_snippet("원문", evidence.source(insurer), evidence.snippet))
-    else:
-        parts.append('<div class="src">가입설계서 원문 없음</div>')
-    if instance.supporting_evidence:
-        docs = " · ".join(dict.fromkeys(evidence.doc_type for evidence in instance.supporting_evidence))
-        inner = "".join(_snippet("원문", e.source(insurer), e.snippet) for e in instance.supporting_evidence)
-        parts.append(f"<details><summary>다른 문서의 원문 {len(instance.supporting_evidence)}건 ({esc(docs)})</summary>"
-                     f"{inner}</details>")
-    return "".join(parts)
+def _evidence(insurer: str, instance: Instance) -> tuple[object, ...]:
+    proposal = instance.proposal_evidence
+    supporting = [(evidence.source(insurer), evidence.snippet) for evidence in instance.supporting_evidence]
+    documents = " · ".join(dict.fromkeys(evidence.doc_type for evidence in instance.supporting_evidence))
+    return (instance.raw_name, instance.status, instance.display_text,
+            None if proposal is None else (proposal.source(insurer), proposal.snippet), supporting, documents)
 
 
 def evidence_html(cmp: Comparison, coverage: Coverage) -> str:
     """Every snippet behind one row, verbatim in <pre>, product by product in the chosen order."""
-    blocks = []
-    for product in cmp.products:
-        cell = cmp.cell(coverage.code, product.key)
-        if not cell.instances:
-            blocks.append(f'<div class="inca-ev"><div class="head">{esc(product.label)} · '
-                          f'<span class="s-NOT_AVAILABLE">{esc(NOT_AVAILABLE_TEXT)}</span></div></div>')
-            continue
-        for instance in cell.instances:
-            head = (f'{esc(product.label)} · {esc(instance.raw_name)} · '
-                    f'<span class="s-{esc(instance.status)}">{esc(instance.display_text)}</span>')
-            blocks.append(f'<div class="inca-ev" data-product="{esc(product.key)}"><div class="head">{head}</div>'
-                          f"{_instance_evidence(product.insurer_name, instance)}</div>")
-    return "".join(blocks)
+    blocks = [(product.key, product.label,
+               [_evidence(product.insurer_name, instance) for instance in cmp.cell(coverage.code, product.key).instances])
+              for product in cmp.products]
+    return render("evidence.html.j2", blocks=blocks, not_available=NOT_AVAILABLE, not_available_text=NOT_AVAILABLE_TEXT)
 
 
 def badge_html(state: str, text: str | None = None, small: bool = False) -> str:
-    size = " small" if small else ""
-    return f'<div><span class="inca-badge {esc(state)}{size}" data-state="{esc(state)}">{esc(text or state)}</span></div>'
+    return render("badge.html.j2", state=state, text=text or state, small=small)
 
 
 def key_values_html(pairs: Sequence[tuple[str, object]]) -> str:
-    rows = "".join(f"<tr><th>{esc(key)}</th><td>{esc('—' if value is None else value)}</td></tr>" for key, value in pairs)
-    return f'<table class="inca-kv">{rows}</table>'
+    return render("key_values.html.j2", pairs=pairs)
 
 
 def status_label(status: str) -> str:

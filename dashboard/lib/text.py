@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import html
 import re
 
 # Every ASCII punctuation mark may be backslash-escaped in CommonMark; escaping them all keeps
@@ -14,7 +13,3 @@ def md(value: object) -> str:
     """`value` as literal text inside st.markdown / st.error / st.caption."""
     return _MARKDOWN_SPECIAL.sub(r"\\\1", str(value))
 
-
-def esc(value: object) -> str:
-    """`value` as literal text inside st.html (every value rendered as HTML goes through this)."""
-    return html.escape(str(value), quote=True)
