@@ -103,7 +103,8 @@ def insurers() -> list[Insurer]:
 _ALL_PRODUCTS_SQL = text(
     """
     SELECT p.product_key, p.product_name, i.insurer_key, i.name_ko, p.product_code, p.version, p.effective_date,
-           coalesce(v.keys, '{}'), coalesce(v.names, '{}'), count(*) OVER (PARTITION BY p.insurer_id)
+           coalesce(v.keys, '{}') AS variant_keys, coalesce(v.names, '{}') AS variant_names,
+           count(*) OVER (PARTITION BY p.insurer_id) AS siblings
     FROM product p
     JOIN insurer i ON i.insurer_id = p.insurer_id
     LEFT JOIN (SELECT product_id, array_agg(variant_key ORDER BY variant_key) AS keys,
@@ -112,37 +113,41 @@ _ALL_PRODUCTS_SQL = text(
     ORDER BY i.insurer_key, p.product_key
     """
 )
-# Only the products a selection names (by product key, insurer key or insurer name), with every product
+# Only the products a selection names (by product key, product name, insurer key or insurer name), with every product
 # of a named insurer (so "one product per insurer" is decided as with the full list) and the sibling
 # count that makes the column label: compare() resolves its selection with this instead of the whole
 # catalog: one filtered pass over product, variants and sibling counts by index (0.4 ms at 2,000).
 # Written in the driver's parameter style: compare() sends it in its pipeline (core.comparison._fetch).
 NAMED_PRODUCTS_QUERY = """
     SELECT p.product_key, p.product_name, i.insurer_key, i.name_ko, p.product_code, p.version, p.effective_date,
-           coalesce(v.keys, '{}'), coalesce(v.names, '{}'),
-           (SELECT count(*) FROM product s WHERE s.insurer_id = p.insurer_id)
+           coalesce(v.keys, '{}') AS variant_keys, coalesce(v.names, '{}') AS variant_names,
+           (SELECT count(*) FROM product s WHERE s.insurer_id = p.insurer_id) AS siblings
     FROM product p
     JOIN insurer i ON i.insurer_id = p.insurer_id
     LEFT JOIN LATERAL (SELECT array_agg(variant_key ORDER BY variant_key) AS keys,
                               array_agg(variant_name ORDER BY variant_key) AS names
                        FROM product_variant pv WHERE pv.product_id = p.product_id) v ON true
-    WHERE p.product_key = ANY(CAST(%(names)s AS text[]))
+    WHERE p.product_key = ANY(CAST(%(names)s AS text[])) OR p.product_name = ANY(CAST(%(names)s AS text[]))
        OR p.insurer_id IN (SELECT insurer_id FROM insurer
                            WHERE insurer_key = ANY(CAST(%(names)s AS text[])) OR name_ko = ANY(CAST(%(names)s AS text[])))
     ORDER BY i.insurer_key, p.product_key
 """
 COVERAGES_QUERY = "SELECT coverage_code, canonical_name, other_names FROM coverage_canonical ORDER BY coverage_code"
+# By code or canonical name (core.selection accepts an unambiguous name), every code of a name included.
 NAMED_COVERAGES_QUERY = ("SELECT coverage_code, canonical_name, other_names FROM coverage_canonical "
-                         "WHERE coverage_code = ANY(CAST(%(codes)s AS text[])) ORDER BY coverage_code")
+                         "WHERE coverage_code = ANY(CAST(%(codes)s AS text[])) "
+                         "OR canonical_name = ANY(CAST(%(codes)s AS text[])) ORDER BY coverage_code")
 
 
-def products_from_rows(rows: Iterable[Sequence[Any]]) -> list[Product]:
-    """Products from rows of the product queries (key, name, insurer, ..., variant keys/names, siblings)."""
+def products_from_rows(rows: Iterable[Any]) -> list[Product]:
+    """Products from rows of the product queries, read by column name (SQLAlchemy rows or the driver's
+    named tuples), so the queries' column order is no contract."""
     found = []
-    for key, name, insurer_key, insurer_name, code, version, effective, variant_keys, variant_names, siblings in rows:
-        label = insurer_name if siblings == 1 else f"{insurer_name} {name}"
-        variants = tuple(Variant(k, n) for k, n in zip(variant_keys, variant_names, strict=True))
-        found.append(Product(key, name, insurer_key, insurer_name, code, version, effective, variants, label))
+    for row in rows:
+        label = row.name_ko if row.siblings == 1 else f"{row.name_ko} {row.product_name}"
+        variants = tuple(Variant(k, n) for k, n in zip(row.variant_keys, row.variant_names, strict=True))
+        found.append(Product(row.product_key, row.product_name, row.insurer_key, row.name_ko, row.product_code,
+                             row.version, row.effective_date, variants, label))
     return found
 
 
@@ -165,8 +170,10 @@ def products(names: Sequence[str] | None = None) -> list[Product]:
         return _products(conn, None if names is None else [str(name).strip() for name in names])
 
 
-def coverages_from_rows(rows: Iterable[Sequence[Any]]) -> list[Coverage]:
-    return [Coverage(code, name, category_of(code), tuple(others)) for code, name, others in rows]
+def coverages_from_rows(rows: Iterable[Any]) -> list[Coverage]:
+    """Coverages from rows of the coverage queries, read by column name."""
+    return [Coverage(row.coverage_code, row.canonical_name, category_of(row.coverage_code), tuple(row.other_names))
+            for row in rows]
 
 
 def _coverages(conn: Connection, codes: list[str] | None = None) -> list[Coverage]:

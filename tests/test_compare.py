@@ -195,10 +195,10 @@ def test_named_products_are_the_full_catalogs(loaded_db: Database) -> None:
 def test_one_snapshot_for_selection_lock_and_cells(loaded_db: Database) -> None:
     from sqlalchemy import text
 
-    from core import comparison, db
+    from core import comparison, db, selection
 
     with db.read() as conn:
-        comparison._fetch(conn, ["samsung_health_v1"], ["A4200_1"], False)
+        comparison._fetch(conn, selection.request(["samsung_health_v1"], ["A4200_1"]), False)
         # READ COMMITTED would give each pipelined statement its own snapshot
         assert conn.execute(text("SELECT current_setting('transaction_isolation')")).scalar_one() == "repeatable read"
 
