@@ -94,7 +94,7 @@ def insurers() -> list[Insurer]:
         rows = conn.execute(
             text("SELECT insurer_key, name_ko, name_en, insurer_type, mapping_code FROM insurer ORDER BY insurer_key")
         ).all()
-    return [Insurer(*row) for row in rows]
+    return [Insurer(row.insurer_key, row.name_ko, row.name_en, row.insurer_type, row.mapping_code) for row in rows]
 
 
 # Variants are aggregated per product first (one small hash aggregate) and joined once, rather than
@@ -207,15 +207,21 @@ def _raw_name_source(conn: Connection) -> str:
     return "catalog_raw_name" if conn.execute(_SUMMARY_CHECK_SQL).scalar_one() else _RAW_NAME_LIVE
 
 
-def _fetch_names(conn: Connection, columns: str, code: str | None, with_status: bool) -> list[tuple[Any, ...]]:
+def _fetch_names(conn: Connection, columns: Sequence[str], code: str | None, with_status: bool) -> list[tuple[Any, ...]]:
     """Matched raw names in (code, insurer key, raw name, status) order: the view's key order, so the
     planner reads its index and never sorts (a sort of the ~66,000 names at a million facts spilled to
-    disk: 320 ms). Plain tuples from the driver: SQLAlchemy rows cost ~110 ms more at that size."""
+    disk: 320 ms). Plain tuples from the driver (SQLAlchemy rows cost ~110 ms more at that size), whose
+    order is `columns` (the SELECT is built from them, so callers name what they read)."""
     where = "r.coverage_code IS NOT NULL" if code is None else "r.coverage_code = %(code)s"  # constant fragments
-    sql = (f"SELECT {columns} FROM {_raw_name_source(conn)} AS r WHERE {where}"
+    sql = (f"SELECT {', '.join(f'r.{column}' for column in columns)} FROM {_raw_name_source(conn)} AS r WHERE {where}"
            + (" AND r.status IS NOT NULL" if with_status else "")
            + " ORDER BY r.coverage_code, r.insurer_key, r.coverage_name_raw, r.status")
     return list(conn.connection.driver_connection.execute(sql, {"code": code}).fetchall())
+
+
+# RawName's fields and the summary's columns they come from (constant identifiers, never input)
+_RAW_NAME_FIELDS = ("coverage_code", "insurer_key", "insurer_name", "raw_name", "status", "products")
+_RAW_NAME_COLUMNS = ("coverage_code", "insurer_key", "insurer_name", "coverage_name_raw", "status", "products")
 
 
 def raw_names(code: str | None = None) -> list[RawName]:
@@ -226,13 +232,15 @@ def raw_names(code: str | None = None) -> list[RawName]:
     are not here; `compare()` gives them per product with their evidence.
     """
     with db.read() as conn:
-        rows = _fetch_names(conn, "r.coverage_code, r.insurer_key, r.insurer_name, r.coverage_name_raw, r.status, "
-                                  "r.products", code, with_status=True)
-    return [RawName(*row) for row in rows]
+        rows = _fetch_names(conn, _RAW_NAME_COLUMNS, code, with_status=True)
+    return [RawName(**dict(zip(_RAW_NAME_FIELDS, row, strict=True))) for row in rows]
 
 
 COVERAGE_TABLE_COLUMNS = ("coverage_code", "canonical_name", "category", "insurer", "coverage_name_raw", "status",
                           "products")
+
+
+_TABLE_COLUMNS = ("coverage_code", "insurer_name", "coverage_name_raw", "status", "products")
 
 
 def coverage_table() -> pd.DataFrame:
@@ -244,25 +252,26 @@ def coverage_table() -> pd.DataFrame:
     """
     with db.read() as conn:
         codes = conn.exec_driver_sql(COVERAGES_QUERY).all()
-        names = _fetch_names(conn, "r.coverage_code, r.insurer_name, r.coverage_name_raw, r.status, r.products", None,
-                             with_status=False)
-    canonical = pd.DataFrame([(code, name) for code, name, _others in codes], columns=["coverage_code", "canonical_name"])
+        names = _fetch_names(conn, _TABLE_COLUMNS, None, with_status=False)
+    canonical = pd.DataFrame([(row.coverage_code, row.canonical_name) for row in codes],
+                             columns=["coverage_code", "canonical_name"])
     # The 300 canonical rows joined here rather than in SQL, where the join's order would need a sort of
     # every name: a left merge keeps the code order and, within a code, the names' order.
     frame = canonical.merge(pd.DataFrame(names, columns=["coverage_code", "insurer", "coverage_name_raw", "status",
-                                                         "products"]),
+                                                         "products"]),  # _TABLE_COLUMNS, insurer_name as insurer
                             on="coverage_code", how="left", sort=False)
     frame["products"] = frame["products"].astype("Int64")  # NA for a code without names, never a float
-    frame.insert(2, "category", frame["coverage_code"].map({code: category_of(code) for code, *_ in codes}))
+    frame.insert(2, "category", frame["coverage_code"].map({row.coverage_code: category_of(row.coverage_code)
+                                                            for row in codes}))
     return frame
 
 
 _STATUS_COUNTS_LIVE_SQL = text(
     """
-    SELECT i.insurer_key, i.name_ko,
-           count(*) FILTER (WHERE ci.coverage_code IS NOT NULL AND af.status = 'CONFIRMED'),
-           count(*) FILTER (WHERE ci.coverage_code IS NOT NULL AND af.status = 'UNCONFIRMED'),
-           count(*) FILTER (WHERE ci.coverage_code IS NULL AND ci.instance_id IS NOT NULL)
+    SELECT i.insurer_key, i.name_ko AS insurer,
+           count(*) FILTER (WHERE ci.coverage_code IS NOT NULL AND af.status = 'CONFIRMED') AS confirmed,
+           count(*) FILTER (WHERE ci.coverage_code IS NOT NULL AND af.status = 'UNCONFIRMED') AS unconfirmed,
+           count(*) FILTER (WHERE ci.coverage_code IS NULL AND ci.instance_id IS NOT NULL) AS unmatched
     FROM insurer i
     LEFT JOIN coverage_instance ci ON ci.insurer_id = i.insurer_id
     LEFT JOIN amount_fact af ON af.instance_id = ci.instance_id
@@ -271,7 +280,8 @@ _STATUS_COUNTS_LIVE_SQL = text(
     """
 )
 _STATUS_COUNTS_SQL = text(
-    "SELECT insurer_key, insurer_name, confirmed, unconfirmed, unmatched FROM insurer_status_count ORDER BY insurer_key"
+    "SELECT insurer_key, insurer_name AS insurer, confirmed, unconfirmed, unmatched FROM insurer_status_count "
+    "ORDER BY insurer_key"
 )
 
 
@@ -283,6 +293,6 @@ def status_counts() -> pd.DataFrame:
     """
     with db.read() as conn:
         summarised = conn.execute(_SUMMARY_CHECK_SQL).scalar_one()
-        rows = conn.execute(_STATUS_COUNTS_SQL if summarised else _STATUS_COUNTS_LIVE_SQL).all()
-    return pd.DataFrame([tuple(row) for row in rows],
-                        columns=["insurer_key", "insurer", "confirmed", "unconfirmed", "unmatched"])
+        rows = conn.execute(_STATUS_COUNTS_SQL if summarised else _STATUS_COUNTS_LIVE_SQL).mappings().all()
+    columns = ["insurer_key", "insurer", "confirmed", "unconfirmed", "unmatched"]
+    return pd.DataFrame([{column: row[column] for column in columns} for row in rows], columns=columns)
