@@ -224,6 +224,8 @@ _CODES_FILTER = {  # (every code?, with unmatched?) -> constant SQL; values trav
     (True, False): "ci.coverage_code IS NOT NULL",
     (True, True): "true",
 }
+#: compare(..., with_unmatched=UNMATCHED_LIST): the uncoded coverages without their evidence
+UNMATCHED_LIST = "list"
 _new_tuple = tuple.__new__  # builds a named tuple from an iterable at C speed (what NamedTuple._make does)
 
 
@@ -256,8 +258,8 @@ def _cursor(driver: Any) -> Any:
     return driver.cursor(binary=True, row_factory=namedtuple_row)
 
 
-def _fetch(conn: Any, asked: selection.Request | Selection, with_unmatched: bool,
-           ) -> tuple[Selection, Any, list[Any], str]:
+def _fetch(conn: Any, asked: selection.Request | Selection, with_unmatched: bool | str,
+           ) -> tuple[Selection, Any, list[Any], list[Any]]:
     """Selection, lock and cells in ONE round trip (a psycopg pipeline on the reading transaction).
 
     A resolved Selection is not resolved again. Typed names are looked up in the same pipeline and the
@@ -267,7 +269,8 @@ def _fetch(conn: Any, asked: selection.Request | Selection, with_unmatched: bool
     """
     resolved = asked if isinstance(asked, Selection) else None
     every_code = (resolved.coverages if resolved is not None else asked.codes) is None
-    sql = _COMPARE_SQL.format(codes=_CODES_FILTER[(every_code, with_unmatched)])  # constants only
+    listed = with_unmatched == UNMATCHED_LIST  # the uncoded coverages by their own query, without evidence
+    sql = _COMPARE_SQL.format(codes=_CODES_FILTER[(every_code, bool(with_unmatched) and not listed)])  # constants
     if resolved is not None:
         keys, codes = resolved.product_keys, resolved.codes or []
     else:
@@ -286,19 +289,24 @@ def _fetch(conn: Any, asked: selection.Request | Selection, with_unmatched: bool
             all_coverages = _cursor(driver).execute(catalog.COVERAGES_QUERY)
         lock = _cursor(driver).execute(LOCK_QUERY, dict(LOCK_PARAMS))
         # Resolved keys are product keys; typed values that are not keys simply match no row.
-        cells = _cursor(driver).execute(sql, {"product_keys": [key for key in keys if isinstance(key, str)],
-                                              "codes": codes})
+        spoken = {"product_keys": [key for key in keys if isinstance(key, str)], "codes": codes}
+        cells = _cursor(driver).execute(sql, spoken)
+        uncoded = _cursor(driver).execute(_UNMATCHED_SQL, spoken) if listed else None
     if resolved is None:
         resolved = selection.decide_rows(conn, asked, product_rows.fetchall(),
                                          None if coverage_rows is None else coverage_rows.fetchall())
     if every_code:
         resolved = Selection(resolved.products, tuple(catalog.coverages_from_rows(all_coverages.fetchall())))
     lock_row, rows = lock.fetchone(), cells.fetchall()
+    unmatched_rows = [] if uncoded is None else uncoded.fetchall()
     if resolved.product_keys != keys or not set(resolved.codes or ()) <= set(codes):
         # an insurer or a name was given: ask again with the resolved keys and codes (a second round trip)
-        rows = _cursor(driver).execute(sql, {"product_keys": resolved.product_keys,
-                                             "codes": resolved.codes or []}).fetchall()
-    return resolved, lock_row, rows, sql
+        resolved_params = {"product_keys": resolved.product_keys, "codes": resolved.codes or []}
+        with driver.pipeline():
+            cells = _cursor(driver).execute(sql, resolved_params)
+            uncoded = _cursor(driver).execute(_UNMATCHED_SQL, resolved_params) if listed else None
+        rows, unmatched_rows = cells.fetchall(), [] if uncoded is None else uncoded.fetchall()
+    return resolved, lock_row, rows, unmatched_rows
 
 
 # The uncoded coverages of some products, without their evidence: what the dashboard lists under the
@@ -332,8 +340,12 @@ def unmatched_coverages(products: Selection | Sequence[str] | str) -> pd.DataFra
 
 
 def compare(products: Selection | Sequence[str] | str, coverage_codes: Sequence[str] | str | None = None, *,
-            with_unmatched: bool = True) -> Comparison:
+            with_unmatched: bool | str = True) -> Comparison:
     """Compare `products` (in this order) on `coverage_codes` (None: every code any of them has).
+
+    `with_unmatched`: True also fetches the uncoded coverages with their evidence, UNMATCHED_LIST
+    ("list") without it (what the dashboard lists under the table), False not at all; either way they
+    come from the cells' own snapshot.
 
     `products` is a resolved `core.selection.Selection` (its coverages are used, and nothing is resolved
     again) or what a user typed (resolved once, by core.selection, in the comparison's own snapshot).
@@ -346,11 +358,11 @@ def compare(products: Selection | Sequence[str] | str, coverage_codes: Sequence[
         asked = selection.request(products, coverage_codes)  # malformed, too many or none: before any query
     # One connection and one read-only transaction for the selection, the lock and the cells.
     with db.read() as conn:
-        chosen, lock_row, rows, _sql = _fetch(conn, asked, with_unmatched)
+        chosen, lock_row, rows, unmatched_rows = _fetch(conn, asked, with_unmatched)
         lock = lock_from_row(conn, lock_row)
     found: dict[tuple[str, str], list[Any]] = {}
     unmatched: dict[str, list[Any]] = {}
-    for row in rows:
+    for row in rows + unmatched_rows:
         if row.coverage_code is None:
             unmatched.setdefault(row.product_key, []).append(row)
         else:

@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 import core
-from core import catalog
+from core import catalog, comparison
 from core.comparison import MIXED, NOT_AVAILABLE_TEXT, UNCONFIRMED_TEXT
 from tests.conftest import PROJECT, Database
 
@@ -130,6 +130,11 @@ def test_unmatched_coverages_without_evidence_equal_the_comparisons(loaded_db: D
         assert sorted(frame.loc[frame["product_key"] == product, "coverage_name_raw"]) == sorted(UNMATCHED[product])
     with pytest.raises(core.SelectionError, match="nosuch"):
         core.unmatched_coverages(["samsung", "nosuch"])
+    # the dashboard's form: the list from the cells' own snapshot, without evidence (insurer names resolved)
+    listed = core.compare(order, ["A1100"], with_unmatched=comparison.UNMATCHED_LIST)
+    assert listed.unmatched_frame().equals(frame)
+    assert all(not i.supporting_evidence and i.proposal_evidence is None
+               for found in listed.unmatched.values() for i in found)
 
 
 def test_every_snippet_arrives_once_and_the_proposal_holds_the_amount(loaded_db: Database) -> None:
