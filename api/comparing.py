@@ -6,7 +6,6 @@ cell listed with its own status, sentences only from `Comparison.explanations()`
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Sequence
 from typing import cast
 
@@ -24,7 +23,7 @@ from api.schemas import (
     ProductRef,
     StoredStatus,
 )
-from core import BROKEN, INTACT, catalog
+from core import BROKEN, INTACT, catalog, selection
 from core.comparison import (
     CONFIRMED,
     STATUS_LABELS,
@@ -33,81 +32,45 @@ from core.comparison import (
     Evidence,
     Instance,
     compare,
-    resolve_codes,
 )
 from core.errors import SelectionError
 
+# core.selection decides (the same rule and suggestions as the library and the dashboard); this maps
+# its error kinds to the HTTP answers docs/api.md lists.
+_ANSWERS = {
+    selection.UNKNOWN_INSURER: (404, "unknown insurer"),
+    selection.UNKNOWN_PRODUCT: (404, "unknown product"),
+    selection.UNKNOWN_COVERAGE: (404, "unknown coverage code"),
+    selection.AMBIGUOUS: (422, "product_name required"),
+    selection.DUPLICATE: (422, "duplicate product"),
+    selection.NOT_LOADED: (503, "database not loaded"),
+}
 
-def _closest(value: str, choices: Sequence[str]) -> list[str] | None:
-    """Names containing the value (a fragment of a long product name), then similar spellings."""
-    containing = [choice for choice in choices if value and value in choice]
-    similar = difflib.get_close_matches(value, choices, n=3, cutoff=0.4)
-    return list(dict.fromkeys(containing + similar))[:3] or None
+
+def _answer(error: SelectionError) -> ApiError:
+    status, name = _ANSWERS.get(error.kind or "", (422, "invalid selection"))
+    return ApiError(status, name, str(error), value=error.bad_value, valid=error.valid or None,
+                    closest=(error.suggestions or None) if status == 404 else None)
+
+
+def _refs(refs: Sequence[ProductRef]) -> list[selection.ProductRef]:
+    return [selection.ProductRef(ref.insurer, ref.product_name) for ref in refs]
 
 
 def resolve_products(refs: Sequence[ProductRef], known: Sequence[catalog.Product]) -> list[catalog.Product]:
-    """{insurer, product_name?} entries -> products, in request order (each at most once)."""
-    if not known:
-        raise ApiError(503, "database not loaded", "the database holds no products: run `python -m core load`")
-    by_insurer: dict[str, list[catalog.Product]] = {}
-    for product in known:
-        for name in dict.fromkeys((product.insurer_name, product.insurer_key)):
-            by_insurer.setdefault(name, []).append(product)
-    insurer_names = list(dict.fromkeys(p.insurer_name for p in known))
-    insurer_keys = list(dict.fromkeys(p.insurer_key for p in known))
-    chosen: list[catalog.Product] = []
-    for ref in refs:
-        insurer = ref.insurer.strip()
-        candidates = by_insurer.get(insurer) or by_insurer.get(insurer.lower())
-        if not candidates:
-            valid = [*insurer_names, *insurer_keys]
-            raise ApiError(404, "unknown insurer",
-                           f"no insurer {insurer!r}; use a Korean name (e.g. {insurer_names[0]}) or a key "
-                           f"(e.g. {insurer_keys[0]})",
-                           value=insurer, valid=valid, closest=_closest(insurer, valid))
-        name = (ref.product_name or "").strip()
-        if name:
-            matches = [p for p in candidates if name in (p.name, p.key)]
-            if not matches:
-                valid = [p.name for p in candidates]
-                raise ApiError(404, "unknown product",
-                               f"{candidates[0].insurer_name} has no product named {name!r}; give its exact name "
-                               "or product key, or leave product_name out when the insurer has one product",
-                               value=name, valid=valid + [p.key for p in candidates], closest=_closest(name, valid))
-            product = matches[0]
-        elif len(candidates) > 1:
-            raise ApiError(422, "product_name required",
-                           f"{candidates[0].insurer_name} has {len(candidates)} products; name one in product_name",
-                           value=insurer, valid=[p.name for p in candidates])
-        else:
-            product = candidates[0]
-        if product in chosen:
-            raise ApiError(422, "duplicate product",
-                           f"{product.label} ({product.key}) is listed twice; list each product once",
-                           value=insurer)
-        chosen.append(product)
-    return chosen
-
-
-def resolve_coverages(codes: Sequence[str], known: Sequence[catalog.Coverage]) -> list[str]:
+    """{insurer, product_name?} entries -> products among `known`, in request order (each at most once)."""
     try:
-        return [coverage.code for coverage in resolve_codes(codes, known)]
+        return list(selection.pick_products(_refs(refs), known))
     except SelectionError as error:
-        raise ApiError(404, "unknown coverage code", str(error), value=error.bad_value,
-                       valid=[coverage.code for coverage in known], closest=error.suggestions or None) from None
+        raise _answer(error) from None
 
 
 def run(request: CompareRequest) -> Comparison:
-    # Only the named insurers' products are read (every product of each, so the decision is the full
-    # catalog's); an error is re-decided on the full catalog so it lists every valid name.
-    insurers = [name for ref in request.products for name in dict.fromkeys((ref.insurer.strip(),
-                                                                            ref.insurer.strip().lower()))]
     try:
-        products = resolve_products(request.products, catalog.products(insurers))
-    except ApiError:
-        products = resolve_products(request.products, catalog.products())
-    codes = resolve_coverages([ref.coverage_code for ref in request.target_coverages], catalog.coverages())
-    comparison = compare([product.key for product in products], codes, with_unmatched=False)
+        chosen = selection.resolve(_refs(request.products), [ref.coverage_code for ref in request.target_coverages])
+        comparison = compare(chosen, with_unmatched=False)
+    except SelectionError as error:
+        raise _answer(error) from None
     audit = comparison.audit
     if audit.lock_state != INTACT:
         # Amounts that no longer match their audit are not served as if they did.

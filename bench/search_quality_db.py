@@ -8,7 +8,7 @@ Run from the project root against a loaded database (the embedded one unless DAT
 
 For each of the workbook's (insurer, raw name) rows the query is the raw name, and that row's own
 name is left out of the ranking by a bench-only filter in the query (`NOT (insurer_key = :insurer
-AND alias_text = :raw)`, see core.search._BENCH_FILTERS): nothing is written, the reading
+AND alias_text = :raw)`, see bench/search_filters.py): nothing is written, the reading
 connection is read-only. Two indexes are measured:
 
 * "canonical + workbook": canonical names and workbook names only, the index of the in-memory
@@ -44,6 +44,7 @@ from search_quality import (  # noqa: E402
     percent,
 )
 
+from bench.search_filters import search_narrowed  # noqa: E402
 from core import config, db, search  # noqa: E402
 from core.errors import IncaError  # noqa: E402
 from core.ops.dataset import read_bundle  # noqa: E402
@@ -60,7 +61,7 @@ INDEXES: dict[str, tuple[str, ...]] = {
 
 
 def _ranked(rows: Sequence[sa.Row]) -> tuple[tuple[str, float, str], ...]:
-    return tuple((row[0], float(row[6]), row[2]) for row in rows)
+    return tuple((row.coverage_code, float(row.similarity), row.alias_text) for row in rows)
 
 
 def plan_of(conn: sa.Connection, text: str) -> str:
@@ -97,11 +98,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                 loo = []
                 for row in mapping:
                     started = time.perf_counter()
-                    rows = search._search(conn, vectors[row.raw_name], 3, exclude_insurer=row.insurer_key,
+                    rows = search_narrowed(conn, vectors[row.raw_name], 3, exclude_insurer=row.insurer_key,
                                           exclude_text=row.raw_name, sources=list(sources))
                     seconds.append(time.perf_counter() - started)
                     loo.append(Result(row.raw_name, row.coverage_code, _ranked(rows)))
-                colloquial = [Result(q, code, _ranked(search._search(conn, vectors[q], 3, sources=list(sources))))
+                colloquial = [Result(q, code, _ranked(search_narrowed(conn, vectors[q], 3, sources=list(sources))))
                               for q, code in COLLOQUIAL_QUERIES]
                 results[label] = (loo, colloquial)
     except IncaError as error:

@@ -4,6 +4,8 @@ The public API (a contract for the dashboard, the HTTP API and notebooks):
 
     import core
     core.catalog.products()                      # what can be compared
+    sel = core.resolve(["삼성화재", "kb_health_v1"], ["A4200_1"])  # typed names -> a Selection (or SelectionError)
+    core.compare(sel)                            # a resolved selection is not resolved again
     cmp = core.compare(["samsung", "kb_health_v1"], ["A4200_1", "A4101"])
     cmp.to_frame(); cmp.to_long_frame(); cmp.explanations(); cmp.audit
     core.unmatched_coverages(["samsung"])        # coverages without a canonical code (no evidence)
@@ -17,7 +19,7 @@ Amounts are `value_text` exactly as printed: never parsed, sorted, ranked or sum
 
 from __future__ import annotations
 
-from core import catalog, config, explain, forbidden_language, search, status
+from core import catalog, config, explain, forbidden_language, search, selection, status
 from core.comparison import (
     CONFIRMED,
     NOT_AVAILABLE,
@@ -42,6 +44,7 @@ from core.errors import (
 )
 from core.forbidden_language import ForbiddenLanguageError, find_violations, validate_text
 from core.lock import BROKEN, INTACT, UNLOADED, LockState
+from core.selection import ProductRef, Selection, resolve
 from core.status import StatusReport
 
 __all__ = [
@@ -64,7 +67,9 @@ __all__ = [
     "IncaError",
     "Instance",
     "LockState",
+    "ProductRef",
     "SchemaMissing",
+    "Selection",
     "SelectionError",
     "StatusReport",
     "catalog",
@@ -73,7 +78,9 @@ __all__ = [
     "explain",
     "find_violations",
     "forbidden_language",
+    "resolve",
     "search",
+    "selection",
     "status",
     "unmatched_coverages",
     "validate_text",

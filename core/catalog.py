@@ -94,7 +94,7 @@ def insurers() -> list[Insurer]:
         rows = conn.execute(
             text("SELECT insurer_key, name_ko, name_en, insurer_type, mapping_code FROM insurer ORDER BY insurer_key")
         ).all()
-    return [Insurer(*row) for row in rows]
+    return [Insurer(row.insurer_key, row.name_ko, row.name_en, row.insurer_type, row.mapping_code) for row in rows]
 
 
 # Variants are aggregated per product first (one small hash aggregate) and joined once, rather than
@@ -103,7 +103,8 @@ def insurers() -> list[Insurer]:
 _ALL_PRODUCTS_SQL = text(
     """
     SELECT p.product_key, p.product_name, i.insurer_key, i.name_ko, p.product_code, p.version, p.effective_date,
-           coalesce(v.keys, '{}'), coalesce(v.names, '{}'), count(*) OVER (PARTITION BY p.insurer_id)
+           coalesce(v.keys, '{}') AS variant_keys, coalesce(v.names, '{}') AS variant_names,
+           count(*) OVER (PARTITION BY p.insurer_id) AS siblings
     FROM product p
     JOIN insurer i ON i.insurer_id = p.insurer_id
     LEFT JOIN (SELECT product_id, array_agg(variant_key ORDER BY variant_key) AS keys,
@@ -112,37 +113,41 @@ _ALL_PRODUCTS_SQL = text(
     ORDER BY i.insurer_key, p.product_key
     """
 )
-# Only the products a selection names (by product key, insurer key or insurer name), with every product
+# Only the products a selection names (by product key, product name, insurer key or insurer name), with every product
 # of a named insurer (so "one product per insurer" is decided as with the full list) and the sibling
 # count that makes the column label: compare() resolves its selection with this instead of the whole
 # catalog: one filtered pass over product, variants and sibling counts by index (0.4 ms at 2,000).
 # Written in the driver's parameter style: compare() sends it in its pipeline (core.comparison._fetch).
 NAMED_PRODUCTS_QUERY = """
     SELECT p.product_key, p.product_name, i.insurer_key, i.name_ko, p.product_code, p.version, p.effective_date,
-           coalesce(v.keys, '{}'), coalesce(v.names, '{}'),
-           (SELECT count(*) FROM product s WHERE s.insurer_id = p.insurer_id)
+           coalesce(v.keys, '{}') AS variant_keys, coalesce(v.names, '{}') AS variant_names,
+           (SELECT count(*) FROM product s WHERE s.insurer_id = p.insurer_id) AS siblings
     FROM product p
     JOIN insurer i ON i.insurer_id = p.insurer_id
     LEFT JOIN LATERAL (SELECT array_agg(variant_key ORDER BY variant_key) AS keys,
                               array_agg(variant_name ORDER BY variant_key) AS names
                        FROM product_variant pv WHERE pv.product_id = p.product_id) v ON true
-    WHERE p.product_key = ANY(CAST(%(names)s AS text[]))
+    WHERE p.product_key = ANY(CAST(%(names)s AS text[])) OR p.product_name = ANY(CAST(%(names)s AS text[]))
        OR p.insurer_id IN (SELECT insurer_id FROM insurer
                            WHERE insurer_key = ANY(CAST(%(names)s AS text[])) OR name_ko = ANY(CAST(%(names)s AS text[])))
     ORDER BY i.insurer_key, p.product_key
 """
 COVERAGES_QUERY = "SELECT coverage_code, canonical_name, other_names FROM coverage_canonical ORDER BY coverage_code"
+# By code or canonical name (core.selection accepts an unambiguous name), every code of a name included.
 NAMED_COVERAGES_QUERY = ("SELECT coverage_code, canonical_name, other_names FROM coverage_canonical "
-                         "WHERE coverage_code = ANY(CAST(%(codes)s AS text[])) ORDER BY coverage_code")
+                         "WHERE coverage_code = ANY(CAST(%(codes)s AS text[])) "
+                         "OR canonical_name = ANY(CAST(%(codes)s AS text[])) ORDER BY coverage_code")
 
 
-def products_from_rows(rows: Iterable[Sequence[Any]]) -> list[Product]:
-    """Products from rows of the product queries (key, name, insurer, ..., variant keys/names, siblings)."""
+def products_from_rows(rows: Iterable[Any]) -> list[Product]:
+    """Products from rows of the product queries, read by column name (SQLAlchemy rows or the driver's
+    named tuples), so the queries' column order is no contract."""
     found = []
-    for key, name, insurer_key, insurer_name, code, version, effective, variant_keys, variant_names, siblings in rows:
-        label = insurer_name if siblings == 1 else f"{insurer_name} {name}"
-        variants = tuple(Variant(k, n) for k, n in zip(variant_keys, variant_names, strict=True))
-        found.append(Product(key, name, insurer_key, insurer_name, code, version, effective, variants, label))
+    for row in rows:
+        label = row.name_ko if row.siblings == 1 else f"{row.name_ko} {row.product_name}"
+        variants = tuple(Variant(k, n) for k, n in zip(row.variant_keys, row.variant_names, strict=True))
+        found.append(Product(row.product_key, row.product_name, row.insurer_key, row.name_ko, row.product_code,
+                             row.version, row.effective_date, variants, label))
     return found
 
 
@@ -165,8 +170,10 @@ def products(names: Sequence[str] | None = None) -> list[Product]:
         return _products(conn, None if names is None else [str(name).strip() for name in names])
 
 
-def coverages_from_rows(rows: Iterable[Sequence[Any]]) -> list[Coverage]:
-    return [Coverage(code, name, category_of(code), tuple(others)) for code, name, others in rows]
+def coverages_from_rows(rows: Iterable[Any]) -> list[Coverage]:
+    """Coverages from rows of the coverage queries, read by column name."""
+    return [Coverage(row.coverage_code, row.canonical_name, category_of(row.coverage_code), tuple(row.other_names))
+            for row in rows]
 
 
 def _coverages(conn: Connection, codes: list[str] | None = None) -> list[Coverage]:
@@ -200,15 +207,21 @@ def _raw_name_source(conn: Connection) -> str:
     return "catalog_raw_name" if conn.execute(_SUMMARY_CHECK_SQL).scalar_one() else _RAW_NAME_LIVE
 
 
-def _fetch_names(conn: Connection, columns: str, code: str | None, with_status: bool) -> list[tuple[Any, ...]]:
+def _fetch_names(conn: Connection, columns: Sequence[str], code: str | None, with_status: bool) -> list[tuple[Any, ...]]:
     """Matched raw names in (code, insurer key, raw name, status) order: the view's key order, so the
     planner reads its index and never sorts (a sort of the ~66,000 names at a million facts spilled to
-    disk: 320 ms). Plain tuples from the driver: SQLAlchemy rows cost ~110 ms more at that size."""
+    disk: 320 ms). Plain tuples from the driver (SQLAlchemy rows cost ~110 ms more at that size), whose
+    order is `columns` (the SELECT is built from them, so callers name what they read)."""
     where = "r.coverage_code IS NOT NULL" if code is None else "r.coverage_code = %(code)s"  # constant fragments
-    sql = (f"SELECT {columns} FROM {_raw_name_source(conn)} AS r WHERE {where}"
+    sql = (f"SELECT {', '.join(f'r.{column}' for column in columns)} FROM {_raw_name_source(conn)} AS r WHERE {where}"
            + (" AND r.status IS NOT NULL" if with_status else "")
            + " ORDER BY r.coverage_code, r.insurer_key, r.coverage_name_raw, r.status")
     return list(conn.connection.driver_connection.execute(sql, {"code": code}).fetchall())
+
+
+# RawName's fields and the summary's columns they come from (constant identifiers, never input)
+_RAW_NAME_FIELDS = ("coverage_code", "insurer_key", "insurer_name", "raw_name", "status", "products")
+_RAW_NAME_COLUMNS = ("coverage_code", "insurer_key", "insurer_name", "coverage_name_raw", "status", "products")
 
 
 def raw_names(code: str | None = None) -> list[RawName]:
@@ -219,13 +232,15 @@ def raw_names(code: str | None = None) -> list[RawName]:
     are not here; `compare()` gives them per product with their evidence.
     """
     with db.read() as conn:
-        rows = _fetch_names(conn, "r.coverage_code, r.insurer_key, r.insurer_name, r.coverage_name_raw, r.status, "
-                                  "r.products", code, with_status=True)
-    return [RawName(*row) for row in rows]
+        rows = _fetch_names(conn, _RAW_NAME_COLUMNS, code, with_status=True)
+    return [RawName(**dict(zip(_RAW_NAME_FIELDS, row, strict=True))) for row in rows]
 
 
 COVERAGE_TABLE_COLUMNS = ("coverage_code", "canonical_name", "category", "insurer", "coverage_name_raw", "status",
                           "products")
+
+
+_TABLE_COLUMNS = ("coverage_code", "insurer_name", "coverage_name_raw", "status", "products")
 
 
 def coverage_table() -> pd.DataFrame:
@@ -237,25 +252,26 @@ def coverage_table() -> pd.DataFrame:
     """
     with db.read() as conn:
         codes = conn.exec_driver_sql(COVERAGES_QUERY).all()
-        names = _fetch_names(conn, "r.coverage_code, r.insurer_name, r.coverage_name_raw, r.status, r.products", None,
-                             with_status=False)
-    canonical = pd.DataFrame([(code, name) for code, name, _others in codes], columns=["coverage_code", "canonical_name"])
+        names = _fetch_names(conn, _TABLE_COLUMNS, None, with_status=False)
+    canonical = pd.DataFrame([(row.coverage_code, row.canonical_name) for row in codes],
+                             columns=["coverage_code", "canonical_name"])
     # The 300 canonical rows joined here rather than in SQL, where the join's order would need a sort of
     # every name: a left merge keeps the code order and, within a code, the names' order.
     frame = canonical.merge(pd.DataFrame(names, columns=["coverage_code", "insurer", "coverage_name_raw", "status",
-                                                         "products"]),
+                                                         "products"]),  # _TABLE_COLUMNS, insurer_name as insurer
                             on="coverage_code", how="left", sort=False)
     frame["products"] = frame["products"].astype("Int64")  # NA for a code without names, never a float
-    frame.insert(2, "category", frame["coverage_code"].map({code: category_of(code) for code, *_ in codes}))
+    frame.insert(2, "category", frame["coverage_code"].map({row.coverage_code: category_of(row.coverage_code)
+                                                            for row in codes}))
     return frame
 
 
 _STATUS_COUNTS_LIVE_SQL = text(
     """
-    SELECT i.insurer_key, i.name_ko,
-           count(*) FILTER (WHERE ci.coverage_code IS NOT NULL AND af.status = 'CONFIRMED'),
-           count(*) FILTER (WHERE ci.coverage_code IS NOT NULL AND af.status = 'UNCONFIRMED'),
-           count(*) FILTER (WHERE ci.coverage_code IS NULL AND ci.instance_id IS NOT NULL)
+    SELECT i.insurer_key, i.name_ko AS insurer,
+           count(*) FILTER (WHERE ci.coverage_code IS NOT NULL AND af.status = 'CONFIRMED') AS confirmed,
+           count(*) FILTER (WHERE ci.coverage_code IS NOT NULL AND af.status = 'UNCONFIRMED') AS unconfirmed,
+           count(*) FILTER (WHERE ci.coverage_code IS NULL AND ci.instance_id IS NOT NULL) AS unmatched
     FROM insurer i
     LEFT JOIN coverage_instance ci ON ci.insurer_id = i.insurer_id
     LEFT JOIN amount_fact af ON af.instance_id = ci.instance_id
@@ -264,7 +280,8 @@ _STATUS_COUNTS_LIVE_SQL = text(
     """
 )
 _STATUS_COUNTS_SQL = text(
-    "SELECT insurer_key, insurer_name, confirmed, unconfirmed, unmatched FROM insurer_status_count ORDER BY insurer_key"
+    "SELECT insurer_key, insurer_name AS insurer, confirmed, unconfirmed, unmatched FROM insurer_status_count "
+    "ORDER BY insurer_key"
 )
 
 
@@ -276,6 +293,6 @@ def status_counts() -> pd.DataFrame:
     """
     with db.read() as conn:
         summarised = conn.execute(_SUMMARY_CHECK_SQL).scalar_one()
-        rows = conn.execute(_STATUS_COUNTS_SQL if summarised else _STATUS_COUNTS_LIVE_SQL).all()
-    return pd.DataFrame([tuple(row) for row in rows],
-                        columns=["insurer_key", "insurer", "confirmed", "unconfirmed", "unmatched"])
+        rows = conn.execute(_STATUS_COUNTS_SQL if summarised else _STATUS_COUNTS_LIVE_SQL).mappings().all()
+    columns = ["insurer_key", "insurer", "confirmed", "unconfirmed", "unmatched"]
+    return pd.DataFrame([{column: row[column] for column in columns} for row in rows], columns=columns)

@@ -11,8 +11,6 @@ The contract (see docs/api.md):
 
 from __future__ import annotations
 
-import difflib
-import re
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from itertools import repeat
@@ -21,9 +19,9 @@ from typing import Any, NamedTuple
 import pandas as pd
 from psycopg.rows import namedtuple_row
 
-from core import catalog, db, explain
-from core.errors import SelectionError
+from core import catalog, db, explain, selection
 from core.lock import LOCK_PARAMS, LOCK_QUERY, lock_from_row
+from core.selection import Selection
 
 CONFIRMED, UNCONFIRMED, NOT_AVAILABLE = "CONFIRMED", "UNCONFIRMED", "NOT_AVAILABLE"
 #: several raw coverages of one product under one code whose statuses differ (each keeps its own)
@@ -31,10 +29,6 @@ MIXED = "MIXED"
 STATUS_LABELS = {CONFIRMED: "확인", UNCONFIRMED: "금액 미기재", NOT_AVAILABLE: "해당 담보 없음", MIXED: "복수 담보"}
 UNCONFIRMED_TEXT = "금액 미기재"
 NOT_AVAILABLE_TEXT = "해당 담보 없음"
-#: limits that keep one request bounded (the API and dashboard refuse more)
-MAX_PRODUCTS = 50
-MAX_CODES = 500
-_CODE_FORMAT = re.compile(r"^[A-Z]\d{4}(_\d+)?$")
 
 
 # Evidence and Instance are named tuples rather than dataclasses: a 10 x 50 comparison at market scale
@@ -193,85 +187,8 @@ def _unmatched_frame(products: Sequence[catalog.Product], found: dict[str, tuple
     return pd.DataFrame(records, columns=UNMATCHED_COLUMNS)
 
 
-# --- resolving what the user asked for ---------------------------------------------------------
-
-def _closest(value: str, choices: Sequence[str], limit: int = 3) -> list[str]:
-    # A choice that starts with what was typed ("암진단비" -> "암진단비(유사암제외)") beats edit distance.
-    prefixed = [choice for choice in choices if value and choice.startswith(value)]
-    close = difflib.get_close_matches(value, choices, n=limit, cutoff=0.4)
-    return list(dict.fromkeys([*prefixed, *close]))[:limit] or list(choices[:limit])
-
-
-def _requested_products(requested: Sequence[str] | str) -> list[str]:
-    """The asked names, stripped; refused before any query when there are none or too many."""
-    names = [requested] if isinstance(requested, str) else list(requested)
-    if not names:
-        raise SelectionError("비교할 상품을 하나 이상 선택하세요 (choose at least one product; see core.catalog.products())")
-    if len(names) > MAX_PRODUCTS:
-        raise SelectionError(f"한 번에 최대 {MAX_PRODUCTS}개 상품까지 비교할 수 있습니다 ({len(names)}개 요청)")
-    return [str(name).strip() for name in names]
-
-
-def _requested_codes(requested: Sequence[str] | str) -> list[str]:
-    codes = [requested] if isinstance(requested, str) else list(requested)
-    if not codes:
-        raise SelectionError("비교할 담보 코드를 하나 이상 지정하세요, or pass coverage_codes=None for every code")
-    if len(codes) > MAX_CODES:
-        raise SelectionError(f"한 번에 최대 {MAX_CODES}개 담보까지 비교할 수 있습니다 ({len(codes)}개 요청)")
-    return codes
-
-
-def resolve_products(requested: Sequence[str], known: Sequence[catalog.Product]) -> tuple[catalog.Product, ...]:
-    """Product keys, insurer keys or Korean insurer names -> products, keeping the given order."""
-    requested = _requested_products(requested)
-    if not known:
-        raise SelectionError("the database holds no products: run `python -m core load` (see core.status.collect())")
-    by_key = {product.key: product for product in known}
-    by_insurer: dict[str, list[catalog.Product]] = {}
-    for product in known:
-        by_insurer.setdefault(product.insurer_key, []).append(product)
-        by_insurer.setdefault(product.insurer_name, []).append(product)
-    chosen: list[catalog.Product] = []
-    for raw in requested:
-        value = str(raw).strip()
-        if value in by_key:
-            product = by_key[value]
-        elif value in by_insurer and len(by_insurer[value]) == 1:
-            product = by_insurer[value][0]
-        elif value in by_insurer:
-            options = [p.key for p in by_insurer[value]]
-            raise SelectionError(f"{value!r} has {len(options)} products; name one of: {', '.join(options)}",
-                                 bad_value=value, suggestions=options)
-        else:
-            names = [*by_key, *sorted({p.insurer_key for p in known}), *sorted({p.insurer_name for p in known})]
-            suggestions = _closest(value, names)
-            raise SelectionError(f"unknown product or insurer {value!r}; closest: {', '.join(suggestions)}",
-                                 bad_value=value, suggestions=suggestions)
-        if product in chosen:
-            raise SelectionError(f"{value!r} is listed twice (as {product.key}); list each product once",
-                                 bad_value=value)
-        chosen.append(product)
-    return tuple(chosen)
-
-
-def resolve_codes(requested: Sequence[str], known: Sequence[catalog.Coverage]) -> tuple[catalog.Coverage, ...]:
-    requested = _requested_codes(requested)
-    by_code = {coverage.code: coverage for coverage in known}
-    chosen: list[catalog.Coverage] = []
-    seen: set[str] = set()
-    for raw in requested:
-        code = str(raw).strip().upper()
-        if code not in by_code:
-            by_name = {coverage.name: coverage.code for coverage in known}
-            suggestions = _closest(code, list(by_code)) if _CODE_FORMAT.match(code) else [
-                by_name[name] for name in _closest(str(raw), list(by_name))]
-            shape = "" if _CODE_FORMAT.match(code) else " (codes look like A4200_1)"
-            raise SelectionError(f"unknown coverage code {raw!r}{shape}; closest: {', '.join(suggestions)}",
-                                 bad_value=str(raw), suggestions=suggestions)
-        if code not in seen:  # a code asked twice is shown once
-            seen.add(code)
-            chosen.append(by_code[code])
-    return tuple(chosen)
+# Resolution lives in core.selection (one resolver for every shell); these names stay for notebooks.
+MAX_PRODUCTS, MAX_CODES = selection.MAX_PRODUCTS, selection.MAX_CODES
 
 
 # --- the one round trip -----------------------------------------------------------------------
@@ -287,7 +204,7 @@ def resolve_codes(requested: Sequence[str], known: Sequence[catalog.Coverage]) -
 _COMPARE_SQL = """
     SELECT p.product_key, ci.coverage_code, ci.coverage_name_raw, af.status, af.value_text, af.source_doc_type,
            af.source_priority, s.is_proposal, s.doc_types, s.pages, s.snippets, s.source_files,
-           ci.variant_id::text
+           ci.variant_id::text AS variant
     FROM product p
     JOIN coverage_instance ci ON ci.product_id = p.product_id
     JOIN amount_fact af ON af.instance_id = ci.instance_id
@@ -307,51 +224,89 @@ _CODES_FILTER = {  # (every code?, with unmatched?) -> constant SQL; values trav
     (True, False): "ci.coverage_code IS NOT NULL",
     (True, True): "true",
 }
+#: compare(..., with_unmatched=UNMATCHED_LIST): the uncoded coverages without their evidence
+UNMATCHED_LIST = "list"
 _new_tuple = tuple.__new__  # builds a named tuple from an iterable at C speed (what NamedTuple._make does)
 
 
-def _instance(row: tuple[Any, ...]) -> Instance:
+def _instance(row: Any) -> Instance:
+    """An instance from a cells row (a named tuple from the driver, or a SQLAlchemy Row: read by name)."""
     proposal, supporting = None, ()
-    if row[7] is not None:
-        evidence = list(map(_new_tuple, repeat(Evidence), zip(row[8], row[9], row[10], row[11], strict=True)))
-        if row[3] == CONFIRMED:  # its evidence_id is one of these snippets (the load's audit checks it)
-            proposal = evidence.pop(row[7].index(True))
+    if row.is_proposal is not None:
+        evidence = list(map(_new_tuple, repeat(Evidence),
+                            zip(row.doc_types, row.pages, row.snippets, row.source_files, strict=True)))
+        if row.status == CONFIRMED:  # its evidence_id is one of these snippets (the load's audit checks it)
+            proposal = evidence.pop(row.is_proposal.index(True))
         supporting = tuple(evidence)
-    return _new_tuple(Instance, (row[2], row[3], row[4], row[5], row[6], proposal, supporting))
+    return _new_tuple(Instance, (row.coverage_name_raw, row.status, row.value_text, row.source_doc_type,
+                                 row.source_priority, proposal, supporting))
 
 
-def _display_key(row: tuple[Any, ...]) -> tuple[str, str, str]:
+def _display_key(row: Any) -> tuple[str, str, str]:
     # Raw names in code-point order (the C collation), then status, then the variant: never the amount.
-    return row[2], row[3], row[12] or ""
+    return row.coverage_name_raw, row.status, row.variant or ""
 
 
-def _in_display_order(rows: list[tuple[Any, ...]] | None) -> tuple[Instance, ...]:
+def _in_display_order(rows: list[Any] | None) -> tuple[Instance, ...]:
     """A cell's rows as instances; most cells hold one row, so there is nothing to order."""
     if not rows:
         return ()
     return tuple(map(_instance, rows if len(rows) == 1 else sorted(rows, key=_display_key)))
 
 
-def _fetch(conn: Any, names: list[str], codes: list[str] | None, with_unmatched: bool,
-           ) -> tuple[list[Any], list[Any], Any, list[tuple[Any, ...]], str]:
+def _cursor(driver: Any) -> Any:
+    return driver.cursor(binary=True, row_factory=namedtuple_row)
+
+
+def _fetch(conn: Any, asked: selection.Request | Selection, with_unmatched: bool | str,
+           ) -> tuple[Selection, Any, list[Any], list[Any]]:
     """Selection, lock and cells in ONE round trip (a psycopg pipeline on the reading transaction).
 
-    The cells are asked for the names as given: the dashboard, the API and most notebook calls name
-    product keys, so the speculation holds and compare() costs one round trip; when a name is an insurer
-    (resolved to its product afterwards) compare() asks again with the resolved keys.
+    A resolved Selection is not resolved again. Typed names are looked up in the same pipeline and the
+    cells are asked for the names as given: the dashboard, the API and most notebook calls name product
+    keys and codes, so the speculation holds and compare() costs one round trip; when a name is an
+    insurer, a product name or a coverage name, compare() asks again with the resolved keys and codes.
     """
-    sql = _COMPARE_SQL.format(codes=_CODES_FILTER[(codes is None, with_unmatched)])  # constants only
+    resolved = asked if isinstance(asked, Selection) else None
+    every_code = (resolved.coverages if resolved is not None else asked.codes) is None
+    listed = with_unmatched == UNMATCHED_LIST  # the uncoded coverages by their own query, without evidence
+    sql = _COMPARE_SQL.format(codes=_CODES_FILTER[(every_code, bool(with_unmatched) and not listed)])  # constants
+    if resolved is not None:
+        keys, codes = resolved.product_keys, resolved.codes or []
+    else:
+        keys, codes = list(asked.products), [code.upper() for code in asked.codes or ()]
     driver = conn.connection.driver_connection
+    product_rows = coverage_rows = all_coverages = None
     with driver.pipeline():
-        # One snapshot for the four statements: under READ COMMITTED each would take its own, and a load
+        # One snapshot for every statement: under READ COMMITTED each would take its own, and a load
         # committing in between could pair new cells with the previous load's lineage.
         driver.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
-        products = driver.cursor(binary=True).execute(catalog.NAMED_PRODUCTS_QUERY, {"names": names})
-        coverages = (driver.cursor(binary=True).execute(catalog.COVERAGES_QUERY) if codes is None else
-                     driver.cursor(binary=True).execute(catalog.NAMED_COVERAGES_QUERY, {"codes": codes}))
-        lock = driver.cursor(binary=True, row_factory=namedtuple_row).execute(LOCK_QUERY, dict(LOCK_PARAMS))
-        cells = driver.cursor(binary=True).execute(sql, {"product_keys": names, "codes": codes or []})
-    return products.fetchall(), coverages.fetchall(), lock.fetchone(), cells.fetchall(), sql
+        if resolved is None:
+            product_rows = _cursor(driver).execute(catalog.NAMED_PRODUCTS_QUERY, {"names": asked.lookup_names})
+            if not every_code:
+                coverage_rows = _cursor(driver).execute(catalog.NAMED_COVERAGES_QUERY, {"codes": asked.lookup_codes})
+        if every_code:
+            all_coverages = _cursor(driver).execute(catalog.COVERAGES_QUERY)
+        lock = _cursor(driver).execute(LOCK_QUERY, dict(LOCK_PARAMS))
+        # Resolved keys are product keys; typed values that are not keys simply match no row.
+        spoken = {"product_keys": [key for key in keys if isinstance(key, str)], "codes": codes}
+        cells = _cursor(driver).execute(sql, spoken)
+        uncoded = _cursor(driver).execute(_UNMATCHED_SQL, spoken) if listed else None
+    if resolved is None:
+        resolved = selection.decide_rows(conn, asked, product_rows.fetchall(),
+                                         None if coverage_rows is None else coverage_rows.fetchall())
+    if every_code:
+        resolved = Selection(resolved.products, tuple(catalog.coverages_from_rows(all_coverages.fetchall())))
+    lock_row, rows = lock.fetchone(), cells.fetchall()
+    unmatched_rows = [] if uncoded is None else uncoded.fetchall()
+    if resolved.product_keys != keys or not set(resolved.codes or ()) <= set(codes):
+        # an insurer or a name was given: ask again with the resolved keys and codes (a second round trip)
+        resolved_params = {"product_keys": resolved.product_keys, "codes": resolved.codes or []}
+        with driver.pipeline():
+            cells = _cursor(driver).execute(sql, resolved_params)
+            uncoded = _cursor(driver).execute(_UNMATCHED_SQL, resolved_params) if listed else None
+        rows, unmatched_rows = cells.fetchall(), [] if uncoded is None else uncoded.fetchall()
+    return resolved, lock_row, rows, unmatched_rows
 
 
 # The uncoded coverages of some products, without their evidence: what the dashboard lists under the
@@ -359,7 +314,8 @@ def _fetch(conn: Any, names: list[str], codes: list[str] | None, with_unmatched:
 # scale (70 % of a 10 x 50 comparison's rows) that the list never shows.
 _UNMATCHED_SQL = """
     SELECT p.product_key, ci.coverage_code, ci.coverage_name_raw, af.status, af.value_text, af.source_doc_type,
-           af.source_priority, NULL, NULL, NULL, NULL, NULL, ci.variant_id::text
+           af.source_priority, NULL AS is_proposal, NULL AS doc_types, NULL AS pages, NULL AS snippets,
+           NULL AS source_files, ci.variant_id::text AS variant
     FROM product p
     JOIN coverage_instance ci ON ci.product_id = p.product_id AND ci.coverage_code IS NULL
     JOIN amount_fact af ON af.instance_id = ci.instance_id
@@ -367,65 +323,58 @@ _UNMATCHED_SQL = """
 """
 
 
-def unmatched_coverages(products: Sequence[str]) -> pd.DataFrame:
+def unmatched_coverages(products: Selection | Sequence[str] | str) -> pd.DataFrame:
     """The coverages of `products` (in this order) without a canonical code: raw name, status, value_text.
 
     The same rows as `compare(products, ..., with_unmatched=True).unmatched_frame()`, without fetching
     their evidence snippets.
     """
-    names = _requested_products(products)
+    asked = products if isinstance(products, Selection) else selection.request(products)
     with db.read() as conn:
-        try:
-            chosen = resolve_products(names, catalog._products(conn, names))
-        except SelectionError:
-            chosen = resolve_products(names, catalog._products(conn))
-        rows = conn.exec_driver_sql(_UNMATCHED_SQL, {"product_keys": [product.key for product in chosen]}).all()
-    found: dict[str, list[tuple[Any, ...]]] = {}
-    for row in rows:  # the cells query's shape without the evidence columns, so instances build alike
-        found.setdefault(row[0], []).append(tuple(row))
-    return _unmatched_frame(chosen, {key: _in_display_order(value) for key, value in found.items()})
+        chosen = asked if isinstance(asked, Selection) else selection.resolve_in(conn, asked)
+        rows = conn.exec_driver_sql(_UNMATCHED_SQL, {"product_keys": chosen.product_keys}).all()
+    found: dict[str, list[Any]] = {}
+    for row in rows:  # the cells query's columns with NULL evidence, so instances build alike
+        found.setdefault(row.product_key, []).append(row)
+    return _unmatched_frame(chosen.products, {key: _in_display_order(value) for key, value in found.items()})
 
 
-def compare(products: Sequence[str], coverage_codes: Sequence[str] | None = None, *,
-            with_unmatched: bool = True) -> Comparison:
-    """Compare `products` (in this order) on `coverage_codes` (None: every code any of them has)."""
-    names = _requested_products(products)  # too many or none: refused before any query
-    codes = None if coverage_codes is None else [str(code).strip().upper() for code in
-                                                 _requested_codes(coverage_codes)]
+def compare(products: Selection | Sequence[str] | str, coverage_codes: Sequence[str] | str | None = None, *,
+            with_unmatched: bool | str = True) -> Comparison:
+    """Compare `products` (in this order) on `coverage_codes` (None: every code any of them has).
+
+    `with_unmatched`: True also fetches the uncoded coverages with their evidence, UNMATCHED_LIST
+    ("list") without it (what the dashboard lists under the table), False not at all; either way they
+    come from the cells' own snapshot.
+
+    `products` is a resolved `core.selection.Selection` (its coverages are used, and nothing is resolved
+    again) or what a user typed (resolved once, by core.selection, in the comparison's own snapshot).
+    """
+    if isinstance(products, Selection):
+        if coverage_codes is not None:
+            raise TypeError("a resolved Selection carries its coverages: pass coverage_codes to selection.resolve")
+        asked: selection.Request | Selection = products
+    else:
+        asked = selection.request(products, coverage_codes)  # malformed, too many or none: before any query
     # One connection and one read-only transaction for the selection, the lock and the cells.
     with db.read() as conn:
-        product_rows, coverage_rows, lock_row, rows, sql = _fetch(conn, names, codes, with_unmatched)
-        try:  # the named products (with every product of a named insurer): decides as the full catalog would
-            chosen = resolve_products(names, catalog.products_from_rows(product_rows))
-        except SelectionError:  # re-decided on the full catalog so the suggestions are the same
-            chosen = resolve_products(names, catalog._products(conn))
-        if codes is None:
-            wanted, known_coverages = (), catalog.coverages_from_rows(coverage_rows)
-        else:
-            known_coverages = None
-            try:
-                wanted = resolve_codes(coverage_codes, catalog.coverages_from_rows(coverage_rows))
-            except SelectionError:
-                wanted = resolve_codes(coverage_codes, catalog._coverages(conn))
-        keys = [product.key for product in chosen]
-        if keys != names:  # an insurer was named: ask again with its product's key (a second round trip)
-            with conn.connection.driver_connection.cursor(binary=True) as cursor:
-                rows = cursor.execute(sql, {"product_keys": keys, "codes": codes or []}).fetchall()
+        chosen, lock_row, rows, unmatched_rows = _fetch(conn, asked, with_unmatched)
         lock = lock_from_row(conn, lock_row)
-    found: dict[tuple[str, str], list[tuple[Any, ...]]] = {}
-    unmatched: dict[str, list[tuple[Any, ...]]] = {}
-    for row in rows:
-        if row[1] is None:
-            unmatched.setdefault(row[0], []).append(row)
+    found: dict[tuple[str, str], list[Any]] = {}
+    unmatched: dict[str, list[Any]] = {}
+    for row in rows + unmatched_rows:
+        if row.coverage_code is None:
+            unmatched.setdefault(row.product_key, []).append(row)
         else:
-            found.setdefault((row[1], row[0]), []).append(row)
-    if known_coverages is not None:
-        present = {code for code, _ in found}
-        wanted = tuple(coverage for coverage in known_coverages if coverage.code in present)
+            found.setdefault((row.coverage_code, row.product_key), []).append(row)
+    wanted = chosen.coverages or ()
+    if (asked.coverages if isinstance(asked, Selection) else asked.codes) is None:
+        present = {code for code, _ in found}  # every code: those any of the products has, in code order
+        wanted = tuple(coverage for coverage in wanted if coverage.code in present)
     cells = {(coverage.code, product.key): _new_tuple(Cell, (coverage.code, product.key,
                                                              _in_display_order(found.get((coverage.code, product.key)))))
-             for coverage in wanted for product in chosen}
+             for coverage in wanted for product in chosen.products}
     audit = AuditLineage(lock.audit_run_id, lock.audit_status, lock.freeze_tag, lock.git_commit, lock.state,
                          lock.intact, lock.verified_at, lock.reason)
-    return Comparison(chosen, wanted, cells, {key: _in_display_order(value) for key, value in unmatched.items()},
-                      audit)
+    return Comparison(chosen.products, wanted, cells,
+                      {key: _in_display_order(value) for key, value in unmatched.items()}, audit)

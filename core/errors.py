@@ -57,10 +57,16 @@ class LockBroken(IncaError):
 class SelectionError(IncaError, ValueError):
     """A comparison request names something that does not exist, or nothing at all."""
 
-    def __init__(self, message: str, *, bad_value: str | None = None, suggestions: list[str] | None = None) -> None:
+    def __init__(self, message: str, *, bad_value: str | None = None, suggestions: list[str] | None = None,
+                 valid: list[str] | None = None, kind: str | None = None) -> None:
         super().__init__(message)
         self.bad_value = bad_value
+        #: closest accepted spellings, best first (core.selection.closest: the one rule)
         self.suggestions = suggestions or []
+        #: every accepted spelling of the value's kind, when known
+        self.valid = valid or []
+        #: what went wrong (core.selection: "unknown insurer", "duplicate", "invalid", ...), for the shells
+        self.kind = kind
 
 
 class InvalidAmount(IncaError, ValueError):

@@ -10,6 +10,7 @@ import hashlib
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 from sqlalchemy import Connection, text
 
@@ -67,12 +68,15 @@ def live_counts(conn: Connection) -> dict[str, int]:
     row = conn.execute(
         text(
             f"""
-            SELECT (SELECT count(*) FROM insurer), (SELECT count(*) FROM product),
-                   (SELECT count(*) FROM product_variant), (SELECT count(*) FROM document),
-                   (SELECT count(*) FROM coverage_canonical), ci.total, ci.unmatched,
-                   (SELECT count(*) FROM evidence_ref), af.total, af.confirmed, af.unconfirmed,
-                   {alias_count},
-                   (SELECT count(*) FROM audit_runs)
+            SELECT (SELECT count(*) FROM insurer) AS insurer, (SELECT count(*) FROM product) AS product,
+                   (SELECT count(*) FROM product_variant) AS product_variant,
+                   (SELECT count(*) FROM document) AS document,
+                   (SELECT count(*) FROM coverage_canonical) AS coverage_canonical,
+                   ci.total AS coverage_instance, ci.unmatched AS coverage_instance_unmatched,
+                   (SELECT count(*) FROM evidence_ref) AS evidence_ref, af.total AS amount_fact,
+                   af.confirmed AS amount_fact_confirmed, af.unconfirmed AS amount_fact_unconfirmed,
+                   {alias_count} AS coverage_alias,
+                   (SELECT count(*) FROM audit_runs) AS audit_runs
             -- one pass over each big table for its total and its split (was three over amount_fact)
             FROM (SELECT count(*) AS total, count(*) FILTER (WHERE coverage_code IS NULL) AS unmatched
                   FROM coverage_instance) AS ci,
@@ -82,15 +86,18 @@ def live_counts(conn: Connection) -> dict[str, int]:
             """
         )
     ).one()
-    names = ("insurer", "product", "product_variant", "document", "coverage_canonical", "coverage_instance",
-             "coverage_instance_unmatched", "evidence_ref", "amount_fact", "amount_fact_confirmed",
-             "amount_fact_unconfirmed", "coverage_alias", "audit_runs")
-    return dict(zip(names, (int(value) for value in row), strict=True))
+    return {name: int(value) for name, value in row._mapping.items()}  # named by the SELECT's aliases
 
 
-def loaded_run(conn: Connection) -> tuple[str, str] | None:
+class LoadedRun(NamedTuple):
+    audit_run_id: str
+    fingerprint: str
+
+
+def loaded_run(conn: Connection) -> LoadedRun | None:
     """(audit_run_id, fingerprint) of the load, or None for a database never loaded."""
     row = conn.execute(
-        text("SELECT audit_run_id::text, fingerprint FROM audit_runs WHERE kind = 'load' ORDER BY recorded_at DESC LIMIT 1")
+        text("SELECT audit_run_id::text AS audit_run_id, fingerprint FROM audit_runs WHERE kind = 'load' "
+             "ORDER BY recorded_at DESC LIMIT 1")
     ).first()
-    return (row[0], row[1]) if row else None
+    return LoadedRun(row.audit_run_id, row.fingerprint) if row else None

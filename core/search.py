@@ -19,7 +19,7 @@ Rules (docs/search.md):
 from __future__ import annotations
 
 import operator
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -137,10 +137,10 @@ _BEST_PER_CODE = """
     LIMIT :k
 """
 # Nearest distinct vectors first (schema 007: each carries its names: every code's best one, and all of
-# them for the bench filters), then the best name per code, then codes by distance. Ranking distinct vectors
+# them for measuring: bench/search_filters.py), then the best name per code, then codes by distance. Ranking distinct vectors
 # instead of names: at a million facts 39,495 names share 1,871 vectors, so an exact scan reads 1,871
-# inline vectors instead of detoasting 39,495 (docs/search.md, "Market scale"). `{where}` only ever
-# receives one of the constant fragments below, `{names}` "best_" or "".
+# inline vectors instead of detoasting 39,495 (docs/search.md, "Market scale"). Served with `{names}`
+# "best_" and an empty `{where}`; the quality bench formats the templates with its own constant filters.
 _NEAREST_TEMPLATE = """
     WITH nearest AS (
         SELECT v.{names}coverage_codes AS codes, v.{names}alias_texts AS texts, v.{names}insurer_keys AS insurers,
@@ -166,13 +166,6 @@ _NEAREST_BY_NAME_TEMPLATE = """
         ORDER BY a.embedding <=> CAST(:query AS vector)
         LIMIT :candidates
 """ + _BEST_PER_CODE.replace("{candidates}", "nearest")
-#: Filters for measuring quality only (bench/search_quality_db.py): leave names out of the index
-#: without writing to the locked table. The public search uses none of them.
-_BENCH_FILTERS = {
-    "exclude_row": "\n          AND NOT (a.insurer_key IS NOT DISTINCT FROM :exclude_insurer AND a.alias_text = :exclude_text)",
-    "exclude_text": "\n          AND a.alias_text <> :exclude_text",
-    "sources": "\n          AND a.source = ANY(:sources)",
-}
 _NEAREST_SQL = sa.text(_NEAREST_TEMPLATE.format(names="best_", where=""))
 _NEAREST_BY_NAME_SQL = sa.text(_NEAREST_BY_NAME_TEMPLATE.format(where=""))
 
@@ -187,24 +180,24 @@ _SETTINGS_SQL = sa.text(
                (SELECT c.reltuples FROM pg_class c WHERE c.oid = to_regclass('public.coverage_alias_vector'))
                    AS vectors
     )
-    SELECT set_config('hnsw.ef_search', :ef, true),
+    SELECT set_config('hnsw.ef_search', :ef, true) AS ef_search,
            set_config('enable_indexscan',
                       CASE WHEN :exact THEN 'off'
                            WHEN :automatic AND has_vectors AND vectors BETWEEN 0 AND :exact_up_to THEN 'off'
                            ELSE 'on' END,
-                      true) = 'off',
+                      true) = 'off' AS scanned_exactly,
            has_alias, has_vectors
     FROM held
     """
 )
 
 
-def _nearest_sql(filters: Sequence[str] = (), *, by_name: bool = False) -> TextClause:
-    if not filters:
-        return _NEAREST_BY_NAME_SQL if by_name else _NEAREST_SQL
-    # Leaving single names out needs every name of a vector, not only each code's best one.
-    template = _NEAREST_BY_NAME_TEMPLATE if by_name else _NEAREST_TEMPLATE
-    return sa.text(template.format(names="", where="".join(_BENCH_FILTERS[name] for name in filters)))
+#: by_name -> the ranking statement: the vector table's (schema 007) or, before it, the names' own
+Ranking = Callable[[bool], TextClause]
+
+
+def _nearest_sql(by_name: bool) -> TextClause:
+    return _NEAREST_BY_NAME_SQL if by_name else _NEAREST_SQL
 
 
 @dataclass(frozen=True)
@@ -214,41 +207,37 @@ class _Ranked:
 
 
 def _ranked(conn: Connection, vector: Sequence[float], k: int, *, exact: bool | None = None,
-            **bench_filters: Any) -> _Ranked:
+            ranking: Ranking = _nearest_sql, params: Mapping[str, Any] | None = None) -> _Ranked:
     candidates = max(k * CANDIDATES_PER_CODE, MIN_CANDIDATES)
     settings = conn.execute(_SETTINGS_SQL, {"ef": str(max(candidates, MIN_EF_SEARCH)), "exact": exact is True,
                                             "automatic": exact is None, "exact_up_to": EXACT_SCAN_UP_TO}).one()
-    scanned_exactly, has_alias, has_vectors = bool(settings[1]), settings[2], settings[3]
-    if not has_alias:
+    if not settings.has_alias:
         has_schema = conn.execute(sa.text("SELECT to_regclass('public.audit_runs') IS NOT NULL")).scalar_one()
         raise SchemaMissing(_NO_TABLE_MESSAGE if has_schema else
                             "the database has no inca schema yet: run `python -m core load` with the owner connection")
-    filters = []
-    if "exclude_text" in bench_filters:
-        filters.append("exclude_row" if "exclude_insurer" in bench_filters else "exclude_text")
-    if "sources" in bench_filters:
-        filters.append("sources")
     # The vector travels as a bound parameter in pgvector's text form, never inside the statement.
-    params = {"query": vector_literal(vector), "feature_version": FEATURE_VERSION, "candidates": candidates, "k": k,
-              **bench_filters}
-    rows = list(conn.execute(_nearest_sql(filters, by_name=not has_vectors), params).all())
-    return _Ranked(rows, scanned_exactly)
+    bound = {"query": vector_literal(vector), "feature_version": FEATURE_VERSION, "candidates": candidates, "k": k,
+             **(params or {})}
+    rows = list(conn.execute(ranking(not settings.has_vectors), bound).all())
+    return _Ranked(rows, bool(settings.scanned_exactly))
 
 
 def _rank(conn: Connection, vector: Sequence[float], k: int, *, exact: bool | None = None,
-          **bench_filters: Any) -> list[Any]:
-    """The ranking query on an open reading connection. `exact`: True never uses the index, False leaves
-    the choice to the planner, None (find_coverages) is exact up to EXACT_SCAN_UP_TO vectors, else False.
-    `bench_filters` (exclude_insurer + exclude_text, exclude_text, sources) are for the quality bench only."""
-    return _ranked(conn, vector, k, exact=exact, **bench_filters).rows
+          ranking: Ranking = _nearest_sql, params: Mapping[str, Any] | None = None) -> list[Any]:
+    """The ranking query on an open reading connection, rows named as its SELECT (coverage_code,
+    canonical_name, alias_text, insurer_key, name_ko, source, similarity). `exact`: True never uses the
+    index, False leaves the choice to the planner, None (find_coverages) is exact up to EXACT_SCAN_UP_TO
+    vectors, else False. `ranking`/`params` let the quality bench (bench/search_filters.py) narrow it."""
+    return _ranked(conn, vector, k, exact=exact, ranking=ranking, params=params).rows
 
 
-def _search(conn: Connection, vector: Sequence[float], k: int, **bench_filters: Any) -> list[Any]:
+def _search(conn: Connection, vector: Sequence[float], k: int, *, ranking: Ranking = _nearest_sql,
+            params: Mapping[str, Any] | None = None) -> list[Any]:
     """What find_coverages ranks: the planner's choice, rechecked exactly when the best is weak
     (unless the first scan was already exact)."""
-    ranked = _ranked(conn, vector, k, **bench_filters)
-    if ranked.rows and not ranked.exact and float(ranked.rows[0][6]) < EXACT_RECHECK_BELOW:
-        return _rank(conn, vector, k, exact=True, **bench_filters)
+    ranked = _ranked(conn, vector, k, ranking=ranking, params=params)
+    if ranked.rows and not ranked.exact and float(ranked.rows[0].similarity) < EXACT_RECHECK_BELOW:
+        return _rank(conn, vector, k, exact=True, ranking=ranking, params=params)
     return ranked.rows
 
 
@@ -280,9 +269,9 @@ def find_coverages(text: str, k: int = DEFAULT_K) -> list[CoverageMatch]:
         if not rows:
             raise _explain_empty(conn)
     return [
-        CoverageMatch(code=row[0], name=row[1], category=catalog.category_of(row[0]), matched_alias=row[2],
-                      matched_insurer=row[3], matched_insurer_name=row[4], source=row[5],
-                      score=round(float(row[6]), 4), query=query)
+        CoverageMatch(code=row.coverage_code, name=row.canonical_name, category=catalog.category_of(row.coverage_code),
+                      matched_alias=row.alias_text, matched_insurer=row.insurer_key, matched_insurer_name=row.name_ko,
+                      source=row.source, score=round(float(row.similarity), 4), query=query)
         for row in rows
     ]
 

@@ -10,6 +10,7 @@ import socket
 import subprocess
 import sys
 import time
+import unicodedata
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -286,6 +287,37 @@ def test_unknown_code_names_the_value_and_the_valid_ones(client: httpx.Client, c
     assert body["error"] == "unknown coverage code" and body["value"] == code
     assert "A4200_1" in body["valid"] and len(body["valid"]) == 48
     assert body["closest"]
+
+
+@pytest.mark.parametrize("where", ["insurer", "product_name", "coverage_code"])
+@pytest.mark.parametrize("bad", ["samsung\x00", "sam\nsung", "samsung\x9b"])
+def test_control_characters_are_a_422_naming_the_position(client: httpx.Client, where: str, bad: str) -> None:
+    ref = {"insurer": bad} if where == "insurer" else {"insurer": "samsung"}
+    if where == "product_name":
+        ref["product_name"] = bad
+    codes = [{"coverage_code": bad if where == "coverage_code" else "A4200_1"}]
+    response = post(client, {"products": [{"insurer": "kb"}, ref], "target_coverages": codes})
+    assert response.status_code == 422, response.text  # never a 500 from the driver
+    body = response.json()
+    assert body["error"] == "invalid selection"
+    assert "control character" in body["detail"] and "#" in body["detail"]
+    assert not any(unicodedata.category(char) == "Cc" for char in body["detail"] + body["value"])  # echoed escaped
+
+
+def test_decomposed_hangul_and_full_width_letters_resolve(client: httpx.Client) -> None:
+    response = post(client, {"products": [{"insurer": unicodedata.normalize("NFD", "삼성화재")}, {"insurer": "ＫＢ"}],
+                             "target_coverages": [{"coverage_code": "ａ４２００＿１"}]})
+    assert response.status_code == 200, response.text
+    answer = response.json()
+    assert [p["product_key"] for p in answer["products"]] == ["samsung_health_v1", "kb_health_v1"]
+    assert [c["coverage_code"] for c in answer["coverages"]] == ["A4200_1"]
+
+
+def test_an_over_long_product_name_is_refused_and_echoed_cut(client: httpx.Client) -> None:
+    response = post(client, {"products": [{"insurer": "samsung", "product_name": "가" * 250}],
+                             "target_coverages": [{"coverage_code": "A4200_1"}]})
+    assert response.status_code == 422
+    assert response.json()["value"] == "가" * 40 + "…"
 
 
 @pytest.mark.parametrize(("body", "error", "limit"), [

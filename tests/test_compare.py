@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 import core
-from core import catalog
+from core import catalog, comparison
 from core.comparison import MIXED, NOT_AVAILABLE_TEXT, UNCONFIRMED_TEXT
 from tests.conftest import PROJECT, Database
 
@@ -130,6 +130,11 @@ def test_unmatched_coverages_without_evidence_equal_the_comparisons(loaded_db: D
         assert sorted(frame.loc[frame["product_key"] == product, "coverage_name_raw"]) == sorted(UNMATCHED[product])
     with pytest.raises(core.SelectionError, match="nosuch"):
         core.unmatched_coverages(["samsung", "nosuch"])
+    # the dashboard's form: the list from the cells' own snapshot, without evidence (insurer names resolved)
+    listed = core.compare(order, ["A1100"], with_unmatched=comparison.UNMATCHED_LIST)
+    assert listed.unmatched_frame().equals(frame)
+    assert all(not i.supporting_evidence and i.proposal_evidence is None
+               for found in listed.unmatched.values() for i in found)
 
 
 def test_every_snippet_arrives_once_and_the_proposal_holds_the_amount(loaded_db: Database) -> None:
@@ -195,10 +200,10 @@ def test_named_products_are_the_full_catalogs(loaded_db: Database) -> None:
 def test_one_snapshot_for_selection_lock_and_cells(loaded_db: Database) -> None:
     from sqlalchemy import text
 
-    from core import comparison, db
+    from core import comparison, db, selection
 
     with db.read() as conn:
-        comparison._fetch(conn, ["samsung_health_v1"], ["A4200_1"], False)
+        comparison._fetch(conn, selection.request(["samsung_health_v1"], ["A4200_1"]), False)
         # READ COMMITTED would give each pipelined statement its own snapshot
         assert conn.execute(text("SELECT current_setting('transaction_isolation')")).scalar_one() == "repeatable read"
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import html
 import io
 import re
+import unicodedata
 from collections.abc import Iterator
 from html.parser import HTMLParser
 from typing import Any
@@ -188,6 +189,17 @@ def test_invalid_url_values_are_named_and_dropped(loaded_db: Database) -> None:
     assert not at.error
     facts.assert_page_table(compare_table(at), ["samsung_health_v1"], ["A4200_1"])
     assert at.query_params == {"p": "samsung_health_v1", "c": "A4200_1"}
+
+
+def test_url_values_are_normalised_and_control_characters_dropped(loaded_db: Database) -> None:
+    decomposed = unicodedata.normalize("NFD", "삼성화재")
+    at = run(new_app({"p": f"{decomposed}，ＫＢ,lotte\x00x", "c": "ａ４２００＿１,A4101\x1b"}))
+    warnings = " ".join(warning.value for warning in at.warning).replace("\\", "")
+    # named with the control character escaped (md() escapes the backslash, removed above), never a traceback
+    assert "lottex00x" in warnings and "A4101x1b" in warnings
+    assert not any(unicodedata.category(char) == "Cc" for char in warnings)
+    assert not at.error
+    assert at.query_params == {"p": "samsung_health_v1,kb_health_v1", "c": "A4200_1"}
 
 
 def test_url_with_nothing_valid_falls_back_to_defaults(loaded_db: Database) -> None:

@@ -15,7 +15,7 @@ from sqlalchemy import text
 
 import core
 import core.ops
-from bench import market
+from bench import market, search_filters
 from core import catalog, db, search
 from core.errors import IncaError, SchemaMissing, SelectionError
 from core.ops import loader, migrate
@@ -47,9 +47,9 @@ def test_held_out_name_finds_its_code_in_top_3(loaded_db: Database, name: str, c
 def test_held_out_name_finds_its_code_with_its_own_text_left_out(loaded_db: Database, name: str, code: str) -> None:
     """Some held-out names are card names the load indexed; leave every alias with that exact text out."""
     with db.read() as conn:
-        rows = search._rank(conn, embed(name), 3, exclude_text=name)
-    assert name not in [row[2] for row in rows]
-    assert code in [row[0] for row in rows]
+        rows = search_filters.rank(conn, embed(name), 3, exclude_text=name)
+    assert name not in [row.alias_text for row in rows]
+    assert code in [row.coverage_code for row in rows]
 
 
 def test_matches_are_well_formed(loaded_db: Database) -> None:
@@ -145,10 +145,12 @@ def test_bench_filters_only_narrow_the_public_ranking(loaded_db: Database) -> No
     for name, _ in HELD_OUT[:5]:
         public = [(m.code, m.matched_alias, m.score) for m in core.search.find_coverages(name, k=5)]
         with db.read() as conn:
-            plain = [(r[0], r[2], round(float(r[6]), 4)) for r in search._search(conn, embed(name), 5)]
-            every_source = search._search(conn, embed(name), 5, sources=["canonical", "workbook", "card"])
+            plain = [(r.coverage_code, r.alias_text, round(float(r.similarity), 4))
+                     for r in search._search(conn, embed(name), 5)]
+            every_source = search_filters.search_narrowed(conn, embed(name), 5,
+                                                          sources=["canonical", "workbook", "card"])
         assert public == plain
-        assert [r[0] for r in every_source] == [code for code, _, _ in plain]
+        assert [r.coverage_code for r in every_source] == [code for code, _, _ in plain]
 
 
 # --- the alias table the load writes ----------------------------------------------------------------
@@ -328,8 +330,8 @@ def test_hnsw_index_answers_the_ranking_query(fresh_loaded_db: Database) -> None
     # The approximate index and an exact scan suggest the same codes for real names.
     for name, _ in HELD_OUT[:8]:
         with db.read() as conn:
-            by_index = search._rank(conn, embed(name), 3, exact=False)[0][0]
-            exact = search._rank(conn, embed(name), 3, exact=True)[0][0]
+            by_index = search._rank(conn, embed(name), 3, exact=False)[0].coverage_code
+            exact = search._rank(conn, embed(name), 3, exact=True)[0].coverage_code
         assert by_index == exact, name
     assert core.search.find_coverages("뇌졸증 진단금", k=20)
 

@@ -16,9 +16,8 @@ from sqlalchemy import text
 
 from core import config, db
 from core.errors import AuditFailed, ConfigError, DatasetError, SchemaMissing
-from core.ops import dataset, loader, migrate
-from core.status import collect
 from core.lock import LockState
+from core.ops import dataset, loader, migrate
 from core.status import DatabaseInfo, collect
 from tests.conftest import PROJECT, Database, PgServer
 

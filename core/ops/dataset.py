@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
+import operator
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -48,6 +49,18 @@ COLUMNS: dict[str, tuple[str, ...]] = {
     ),
 }
 PROPOSAL = "가입설계서"
+
+
+def fields(table: str, *names: str) -> operator.itemgetter[Any]:
+    """A getter of the named columns of `table`'s bundle rows (plain tuples in COLUMNS order, what COPY
+    takes): `instance_id, code = fields("coverage_instance", "instance_id", "coverage_code")(row)`.
+    A renamed or moved column fails here (KeyError), not as a silently wrong field."""
+    positions = [COLUMNS[table].index(name) if name in COLUMNS[table] else _no_column(table, name) for name in names]
+    return operator.itemgetter(*positions)
+
+
+def _no_column(table: str, name: str) -> int:
+    raise KeyError(f"{table} has no column {name!r} (columns: {', '.join(COLUMNS[table])})")
 
 
 @dataclass(frozen=True)
@@ -150,7 +163,10 @@ def read_mapping(path: Path) -> list[MappingRow]:
             continue
         if any(cell is None or not str(cell).strip() for cell in row[:5]):
             raise _fail(path, f"row {number} has an empty cell")
-        mapping.append(MappingRow(str(row[0]), str(row[1]), str(row[2]), str(row[3]), str(row[4])))
+        cells = dict(zip(header, (str(cell) for cell in row[:5]), strict=True))
+        mapping.append(MappingRow(mapping_code=cells["ins_cd"], insurer_key=cells["보험사명"],
+                                  coverage_code=cells["cre_cvr_cd"], canonical_name=cells["신정원코드명"],
+                                  raw_name=cells["담보명(가입설계서)"]))
     return mapping
 
 
@@ -302,10 +318,11 @@ def coverage_aliases(bundle: LoadBundle) -> list[tuple[Any, ...]]:
             found.setdefault((code, spelling, None), "canonical")
     for m in bundle.mapping:
         found.setdefault((m.coverage_code, m.raw_name, m.insurer_key), "workbook")
-    insurer_keys = {row[0]: row[1] for row in bundle.rows["insurer"]}
-    for instance in bundle.rows["coverage_instance"]:
-        if instance[4] is not None:
-            found.setdefault((instance[4], instance[5], insurer_keys[instance[1]]), "card")
+    insurer_keys = dict(map(fields("insurer", "insurer_id", "insurer_key"), bundle.rows["insurer"]))
+    coded = fields("coverage_instance", "coverage_code", "coverage_name_raw", "insurer_id")
+    for code, raw_name, insurer_id in map(coded, bundle.rows["coverage_instance"]):
+        if code is not None:
+            found.setdefault((code, raw_name, insurer_keys[insurer_id]), "card")
     vectors: dict[str, str] = {}  # the same text under several insurers is embedded once
     aliases = []
     for (code, alias_text, insurer_key), source in found.items():

@@ -159,5 +159,5 @@ def render() -> None:
     lock_alert(cmp)
     comparison_section(cmp)
     explanations_section(cmp)
-    unmatched_section(cmp, data.unmatched(key, selection.products))
+    unmatched_section(cmp, cmp.unmatched_frame())
     audit_footer(cmp)

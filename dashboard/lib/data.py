@@ -70,13 +70,8 @@ def coverages(key: str) -> list[catalog.Coverage]:
 
 @st.cache_data(ttl=TTL, show_spinner=False, max_entries=MAX_CACHED_COMPARISONS)
 def compare(key: str, product_keys: tuple[str, ...], codes: tuple[str, ...]) -> comparison.Comparison:
-    # The grid only: the uncoded coverages are listed by `unmatched` below, without their evidence.
-    return comparison.compare(list(product_keys), list(codes), with_unmatched=False)
-
-
-@st.cache_data(ttl=TTL, show_spinner=False, max_entries=MAX_CACHED_COMPARISONS)
-def unmatched(key: str, product_keys: tuple[str, ...]) -> pd.DataFrame:
-    return comparison.unmatched_coverages(list(product_keys))
+    # The grid and the uncoded coverages listed under it (without their evidence), from one snapshot.
+    return comparison.compare(list(product_keys), list(codes), with_unmatched=comparison.UNMATCHED_LIST)
 
 
 @st.cache_data(ttl=TTL, show_spinner=False, max_entries=4)
@@ -94,6 +89,6 @@ def status_counts(key: str) -> pd.DataFrame:
 
 def clear_caches() -> None:
     """After an error (database restarted, password changed) nothing stale may be served again."""
-    for cached in (products, coverages, compare, unmatched, coverage_table, status_counts):
+    for cached in (products, coverages, compare, coverage_table, status_counts):
         cached.clear()
     connections.clear()

@@ -1,8 +1,9 @@
 """The comparison's selection <-> the URL: `?p=samsung_health_v1,kb_health_v1&c=A4200_1,A4101`.
 
-Order matters (columns and rows follow it). Unknown values are dropped and reported, never fatal;
-resolution reuses core.comparison, so the URL accepts what the library accepts (product keys,
-insurer keys, lower-case codes) and is rewritten in canonical form.
+Order matters (columns and rows follow it). Unknown or malformed values are dropped and reported
+with core.selection's suggestions, never fatal; resolution IS core.selection (value by value), so
+the URL accepts what the library accepts (product keys, insurer keys or names, product names,
+lower-case codes, coverage names, full-width letters) and is rewritten in canonical form.
 """
 
 from __future__ import annotations
@@ -11,9 +12,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from core import catalog
-from core.comparison import MAX_CODES, MAX_PRODUCTS, resolve_codes, resolve_products
+from core import catalog, selection
 from core.errors import SelectionError
+from core.selection import MAX_CODES, MAX_PRODUCTS
 
 PRODUCTS, CODES = "p", "c"
 #: the default comparison: cancer, cerebrovascular and heart diagnosis codes
@@ -50,7 +51,8 @@ class Parsed:
 
 def split(values: Sequence[str]) -> list[str]:
     """Comma lists and repeated parameters alike, blanks dropped."""
-    return [part.strip() for value in values for part in str(value).split(",") if part.strip()]
+    # a full-width comma (typed with a Korean IME) separates like a comma
+    return [part.strip() for value in values for part in str(value).replace("，", ",").split(",") if part.strip()]
 
 
 def _resolve(values: list[str], limit: int, resolve: Callable[[str], str]) -> tuple[tuple[str, ...], list[Rejected], bool]:
@@ -59,8 +61,8 @@ def _resolve(values: list[str], limit: int, resolve: Callable[[str], str]) -> tu
     for value in values[:limit]:
         try:
             key = resolve(value)
-        except SelectionError as error:
-            rejected.append(Rejected(value, tuple(error.suggestions)))
+        except SelectionError as error:  # the value as the error echoes it (cut, control characters escaped)
+            rejected.append(Rejected(error.bad_value or selection.echo(value), tuple(error.suggestions)))
             continue
         if key not in chosen:
             chosen.append(key)
@@ -72,9 +74,9 @@ def parse(get_all: Callable[[str], list[str]], products: Sequence[catalog.Produc
     """`get_all` is st.query_params.get_all (any callable giving a parameter's values)."""
     raw_products, raw_codes = split(get_all(PRODUCTS)), split(get_all(CODES))
     chosen_products, bad_products, cut_products = _resolve(
-        raw_products, MAX_PRODUCTS, lambda value: resolve_products([value], products)[0].key)
+        raw_products, MAX_PRODUCTS, lambda value: selection.pick_products([value], products)[0].key)
     chosen_codes, bad_codes, cut_codes = _resolve(
-        raw_codes, MAX_CODES, lambda value: resolve_codes([value], coverages)[0].code)
+        raw_codes, MAX_CODES, lambda value: selection.pick_coverages([value], coverages)[0].code)
     return Parsed(chosen_products if raw_products else None, chosen_codes if raw_codes else None,
                   bad_products, bad_codes, cut_products or cut_codes)
 

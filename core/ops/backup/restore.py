@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 import psycopg
 from psycopg import sql
+from psycopg.rows import namedtuple_row
 from sqlalchemy import text
 
 from core import db, lock
@@ -74,9 +75,10 @@ def _copy_database_acl(live: str, new: str) -> None:
 
 def _terminate(conn: psycopg.Connection, names: list[str]) -> None:
     for _ in range(50):
-        left = conn.execute("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
-                            "WHERE datname = ANY(%s) AND pid <> pg_backend_pid()", (names,)).fetchone()
-        if not left or left[0] == 0:
+        left = conn.cursor(row_factory=namedtuple_row).execute(
+            "SELECT count(pg_terminate_backend(pid)) AS terminated FROM pg_stat_activity "
+            "WHERE datname = ANY(%s) AND pid <> pg_backend_pid()", (names,)).fetchone()
+        if not left or left.terminated == 0:
             return
         time.sleep(0.1)
 
