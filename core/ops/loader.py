@@ -21,7 +21,7 @@ from sqlalchemy.exc import IntegrityError
 from core import config, db
 from core.errors import AuditFailed
 from core.inventory import applied_version, live_counts, loaded_run
-from core.ops import migrate
+from core.ops import lock_record, migrate
 from core.ops.dataset import COLUMNS, PROPOSAL, TABLE_ORDER, LoadBundle, read_bundle
 
 LOAD_AUDIT_NAME = "inca_load_audit"
@@ -288,6 +288,8 @@ def load_bundle(bundle: LoadBundle, engine: Engine, progress: Progress | None = 
             _refresh_search_vectors(conn)
             fingerprint = conn.execute(text("SELECT inca_amount_fact_fingerprint()")).scalar_one()
             audit_run_id = _record_audit(conn, bundle, counts, fingerprint)
+            # Last: every locked relation's digest and witness, over exactly what commits (schema 008).
+            lock_record.record_lock(conn, audit_run_id, audit_run_id)
     with db.translate_errors(url), engine.connect() as conn:
         conn.execution_options(isolation_level="AUTOCOMMIT").execute(text("ANALYZE"))
     return LoadResult(True, f"loaded {counts['amount_fact']} amount facts; audit PASS; lock recorded",
