@@ -63,6 +63,8 @@ class LockState:
     live_lock_digest: str | None = None
     #: every difference found by the last full proof (each one makes the lock BROKEN)
     mismatches: tuple[str, ...] = field(default_factory=tuple)
+    #: the row count the latest audited recording holds for each digested relation
+    recorded_counts: dict[str, int] = field(default_factory=dict)
     #: how this answer was reached: "full proof", "witness unchanged since the last proof", "witness as the load recorded"
     proof: str | None = None
 
@@ -350,7 +352,8 @@ def lock_from_row(conn: Connection, runs: Any | None, fresh: bool = False) -> Lo
                      scope=FULL if record is not None else AMOUNTS_ONLY,
                      covers=tuple(sorted(record.digests)) if record is not None else ("amount_fact",),
                      not_covered=not_covered, recorded_lock_digest=record.lock_digest if record else None,
-                     live_lock_digest=proof.lock_digest, mismatches=tuple(mismatches), proof=how)
+                     live_lock_digest=proof.lock_digest, mismatches=tuple(mismatches), proof=how,
+                     recorded_counts={k: v[0] for k, v in record.digests.items()} if record else {})
 
 
 _unwritten_cache: dict[tuple[str, str], tuple[_Witness, object]] = {}  # (db identity, name) -> (witness, value)
