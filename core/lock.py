@@ -63,6 +63,8 @@ class LockState:
     live_lock_digest: str | None = None
     #: every difference found by the last full proof (each one makes the lock BROKEN)
     mismatches: tuple[str, ...] = field(default_factory=tuple)
+    #: the live digest of every relation the last proof read (what a backup manifest records)
+    digests: dict[str, str] = field(default_factory=dict)
     #: the row count the latest audited recording holds for each digested relation
     recorded_counts: dict[str, int] = field(default_factory=dict)
     #: how this answer was reached: "full proof", "witness unchanged since the last proof", "witness as the load recorded"
@@ -309,6 +311,8 @@ def _judge(runs: Any, record: _Record | None, proof: _Proof) -> tuple[str, str, 
             if want is not None and want != count and name != "audit_runs":  # upgrades add audit runs
                 mismatches.append(f"{name}: {count} rows recorded, {want} in the load's audited counts")
         not_covered = tuple(sorted(set(runs.registered or ()) - set(record.digests)))
+    elif "lock_seal" in audited:
+        mismatches.append("the lock record this load wrote is missing (lock_seal / lock_record deleted)")
     else:
         for name, want in sorted(audited.items()):
             live = proof.digests.get(name)
@@ -353,6 +357,7 @@ def lock_from_row(conn: Connection, runs: Any | None, fresh: bool = False) -> Lo
                      covers=tuple(sorted(record.digests)) if record is not None else ("amount_fact",),
                      not_covered=not_covered, recorded_lock_digest=record.lock_digest if record else None,
                      live_lock_digest=proof.lock_digest, mismatches=tuple(mismatches), proof=how,
+                     digests={k: v[1] for k, v in sorted(proof.digests.items())},
                      recorded_counts={k: v[0] for k, v in record.digests.items()} if record else {})
 
 
