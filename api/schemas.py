@@ -133,7 +133,8 @@ class AuditOut(BaseModel):
                                         "fingerprint). /compare refuses to answer when it is not INTACT.")
     lock_intact: bool = Field(description="True when lock_state is INTACT.")
     fingerprint_verified_at: str | None = Field(
-        description="When the live fingerprint was last computed (UTC, ISO 8601); reused for INCA_FINGERPRINT_TTL s.")
+        description="When the live fingerprint was last computed (UTC, ISO 8601); "
+                    "reused only while the witness shows nothing written since.")
     reason: str = Field(description="Why the lock has this state, in one line.")
 
 

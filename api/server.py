@@ -81,7 +81,7 @@ def _unhealthy(error: str, detail: str, lock: dict[str, Any] | None = None) -> J
          summary="Database reachable and lock INTACT (200), otherwise 503")
 def health() -> HealthResponse | JSONResponse:
     """Cheap enough for a container healthcheck: one query plus the fingerprint, which is reused
-    for INCA_FINGERPRINT_TTL seconds."""
+    while the witness (checked on every call) shows nothing written since."""
     try:
         checked = quick()
         lock = checked.lock
@@ -112,7 +112,7 @@ def compare_endpoint(request: Annotated[CompareRequest, Body(openapi_examples=_E
          summary="The report of `python -m core status --json`")
 def status() -> JSONResponse:
     """StatusReport.to_dict(): lock, row counts against expected, database and backup health.
-    The fingerprint is reused for INCA_FINGERPRINT_TTL seconds (the CLI always recomputes it)."""
+    The proof is reused only while the witness (checked on every call) is unchanged (the CLI always recomputes it)."""
     report = collect(fresh=False)
     # Serialised exactly as the CLI does (to_json), so both print the same content.
     return JSONResponse(json.loads(report.to_json()), status_code=200 if report.ok else 503)

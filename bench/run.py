@@ -9,8 +9,8 @@ Per size, on the bench server (.inca-bench/, or INCA_BENCH_SERVER_URL), never th
 2. in a fresh process: core.compare on 10 products x 50 codes against the floor (ONE hand-written query
    fetching the same instances, statuses, value_texts, raw names and evidence into tuples), with and
    without the unmatched coverages; the catalog; coverage search; status with a full fingerprint
-   check (fresh=True) and as page views see it (fresh=False, INCA_FINGERPRINT_TTL=0 so every call
-   takes the post-TTL path);
+   check (fresh=True) and as page views see it (fresh=False: every call
+   checks the witness);
 3. in another fresh process: the dashboard's comparison page (streamlit AppTest) rerun after a
    selection change, and that process's peak RSS.
 Warm-up runs are not timed; compare and its floor alternate run by run so they share the machine's
@@ -136,7 +136,6 @@ def measure_queries(runs: int, warmup: int, seed: int) -> dict[str, Any]:
     from core import catalog, config, db
     from core.status import collect
 
-    os.environ["INCA_FINGERPRINT_TTL"] = "0"  # every lock read takes the post-TTL path (witness check)
     results: dict[str, Any] = {"notes": []}
     products, codes = _selection(seed)
     results["selection"] = {"products": len(products), "codes": len(codes)}

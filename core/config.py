@@ -33,8 +33,6 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("INCA_DATASET_DIR", "data/dataset", "The dataset the audited load reads (relative to the project)."),
     Setting("INCA_BACKUP_DIR", "<INCA_DATA_DIR>/backups", "Where backups and their manifests are written."),
     Setting("INCA_CACHE_TTL", "60", "Seconds the dashboard caches query results."),
-    Setting("INCA_FINGERPRINT_TTL", "60", "Seconds a lock proof is reused unchecked; after that, page views "
-            "recompute the fingerprint only if table statistics show a write (`status` always does)."),
     Setting("INCA_STATEMENT_TIMEOUT_MS", "15000", "Statement timeout of reading sessions, in milliseconds."),
     Setting("INCA_ENV", "development", "`production` refuses weak or default database passwords."),
     Setting("INCA_BACKUP_KEEP_DAILY", "7", "Daily backups kept by `prune`."),

@@ -1,9 +1,22 @@
-"""The lock as one state: the load's audit, its recorded fingerprint, and the live one.
+"""The lock as one state: the load's audit, what the load recorded, and what the database holds now.
 
-Recomputing the fingerprint reads every amount fact, which costs ~20 s per million facts, so
-page views reuse a proof (INCA_FINGERPRINT_TTL seconds, then as long as a cheap witness shows no
-write since; see `_live_fingerprint`); `fresh=True` (the CLI, monitoring) always recomputes. Every
-report says when the fingerprint was last computed (`verified_at`).
+What the lock covers is ONE list in the database, `inca_locked_relation` (schema 008): every table the
+load writes and every materialized view a page shows. The load (and `python -m core upgrade` for a
+database loaded before 008) recorded, per relation, its row count, a digest over every row and column
+(`inca_relation_digest`) and a witness (file node, tuple counters), plus a combined lock digest
+(`lock_seal`). The lock is INTACT only when the latest load's audit is PASS, the amount fingerprint
+(audit_runs.fingerprint, unchanged since schema 002) matches, every recorded digest and row count
+matches, and the record itself matches its seal.
+
+The full proof reads every row of every locked relation. Page views must not pay it each time, and
+must never trust an old proof either (no time window): every call reads the witness (a few catalog
+lookups, well under a millisecond) and
+- reuses this process's last proof when the witness is exactly what it was then;
+- accepts the load's own proof when the witness is exactly what the load recorded (file nodes,
+  counters, the database's statistics-reset time): nothing was written since it computed the digests;
+- otherwise recomputes everything. A table rewrite (new file node), a restore (new file nodes), a
+  statistics reset or any counted write thus falls back to the full proof.
+`fresh=True` (the CLI, backups, the dashboard's "verify now") always recomputes.
 """
 
 from __future__ import annotations
@@ -11,15 +24,17 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any, TypeVar, cast
 
 from sqlalchemy import Connection, text
 
-from core import config
-
 INTACT, BROKEN, UNLOADED = "INTACT", "BROKEN", "UNLOADED"
+FULL, AMOUNTS_ONLY = "full", "amount_fact only"
+#: the lock's own tables: witnessed (a write to them moves the witness) but not digested (they hold the digests)
+RECORD_TABLES = ("lock_record", "lock_seal")
+UPGRADE_HINT = "run `python -m core upgrade` to record the full lock"
 T = TypeVar("T")
 
 
@@ -38,6 +53,22 @@ class LockState:
     verified_at: str | None
     verify_seconds: float | None
     reason: str
+    #: "full" (every locked relation has a recorded digest) or "amount_fact only" (loaded before schema 008)
+    scope: str | None = None
+    #: the relations whose every row and column the lock proves, in name order
+    covers: tuple[str, ...] = ()
+    #: registered relations the record does not cover yet (added by a later migration): `upgrade` records them
+    not_covered: tuple[str, ...] = ()
+    recorded_lock_digest: str | None = None
+    live_lock_digest: str | None = None
+    #: every difference found by the last full proof (each one makes the lock BROKEN)
+    mismatches: tuple[str, ...] = field(default_factory=tuple)
+    #: the live digest of every relation the last proof read (what a backup manifest records)
+    digests: dict[str, str] = field(default_factory=dict)
+    #: the row count the latest audited recording holds for each digested relation
+    recorded_counts: dict[str, int] = field(default_factory=dict)
+    #: how this answer was reached: "full proof", "witness unchanged since the last proof", "witness as the load recorded"
+    proof: str | None = None
 
     @property
     def intact(self) -> bool:
@@ -47,117 +78,287 @@ class LockState:
         return asdict(self)
 
 
-#: the tables whose rows inca_amount_fact_fingerprint() reads (schema/002)
-FINGERPRINTED_TABLES = ("amount_fact", "coverage_instance", "evidence_ref", "insurer", "product", "product_variant")
-
-# A cheap witness that none of those tables was written: per table its file node (changes on TRUNCATE,
-# VACUUM FULL, CLUSTER) and the cumulative tuple counters (insert/update/delete; COPY counts as insert,
-# aborted writes count too). A few catalog lookups, well under a millisecond at any size. Nothing can
-# change a row without moving one of them, except editing the data files behind PostgreSQL's back
-# (and a statistics reset followed by TRUNCATE and a re-insert of exactly as many rows, which needs the
-# superuser who could as well rewrite the recorded fingerprint): `fresh=True` recomputes regardless.
-_WITNESS_SELECT = """
-    -- a standby's counters never see the primary's writes (replayed, not executed): no witness there
-    SELECT current_setting('track_counts') = 'on' AND NOT pg_is_in_recovery() AS counting,
-           array_agg(c.relname::text ORDER BY c.relname) AS tables,
-           array_agg(ARRAY[c.relfilenode::bigint, pg_stat_get_tuples_inserted(c.oid),
-                           pg_stat_get_tuples_updated(c.oid), pg_stat_get_tuples_deleted(c.oid)] ORDER BY c.relname)
-               AS stats
-    FROM pg_class c
-    WHERE c.oid IN (SELECT to_regclass(name) FROM unnest(CAST(%(tables)s AS text[])) AS name)
+# The witness over any set of relations: per relation its file node (changes on TRUNCATE, a rewrite by
+# ALTER TABLE … TYPE, VACUUM FULL, CLUSTER, REFRESH, a restore) and the cumulative tuple counters
+# (insert/update/delete; COPY counts as insert, aborted writes count too), and the database's
+# statistics-reset time (pg_stat_reset and pg_stat_reset_single_table_counters both set it).
+# A standby's counters never see the primary's writes (replayed, not executed): no witness there.
+_WITNESS_COLUMNS = """
+    current_setting('track_counts') = 'on' AND NOT pg_is_in_recovery() AS counting,
+    (SELECT pg_stat_get_db_stat_reset_time(d.oid)::text FROM pg_database d WHERE d.datname = current_database())
+        AS stats_reset,
+    array_agg(c.relname::text ORDER BY c.relname COLLATE "C") AS tables,
+    array_agg(ARRAY[c.relfilenode::bigint, pg_stat_get_tuples_inserted(c.oid), pg_stat_get_tuples_updated(c.oid),
+                    pg_stat_get_tuples_deleted(c.oid)] ORDER BY c.relname COLLATE "C") AS stats
 """
+_WITNESS_SELECT = ("SELECT " + _WITNESS_COLUMNS + " FROM pg_class c WHERE c.oid IN "
+                   "(SELECT to_regclass('public.' || name) FROM unnest(CAST(%(tables)s AS text[])) AS name)")
 
 
 @dataclass(frozen=True)
 class _Witness:
+    stats_reset: str | None
     tables: tuple[str, ...]
     stats: tuple[tuple[int, int, int, int], ...]  # per table: (file node, inserted, updated, deleted)
 
-    def unwritten_since_load(self, loaded_counts: dict[str, object] | None) -> bool:
-        """True when every fingerprinted table holds exactly the rows the load inserted, none updated or deleted."""
-        if not loaded_counts or self.tables != tuple(sorted(FINGERPRINTED_TABLES)):
-            return False
-        return all(inserted == loaded_counts.get(table) and updated == 0 and deleted == 0
-                   for table, (_node, inserted, updated, deleted) in zip(self.tables, self.stats, strict=True))
+    def as_recorded(self, recorded: dict[str, tuple[int, int, int, int]], recorded_reset: str | None) -> bool:
+        """True when every witnessed relation is exactly as the load recorded it (and nothing else is locked)."""
+        return (bool(recorded) and self.stats_reset == recorded_reset and set(self.tables) == set(recorded)
+                and all(recorded[table] == stats for table, stats in zip(self.tables, self.stats, strict=True)))
+
+
+def _witness_of(counting: bool, stats_reset: str | None, tables: list[str] | None,
+                stats: list[list[int]] | None) -> _Witness | None:
+    if not counting or not tables or not stats:  # counters that never move (track_counts off, standby) prove nothing
+        return None
+    return _Witness(stats_reset, tuple(tables), tuple(cast(tuple[int, int, int, int], tuple(int(v) for v in row))
+                                                      for row in stats))
+
+
+def _witness(conn: Connection, tables: tuple[str, ...]) -> _Witness | None:
+    return _witness_of(*conn.exec_driver_sql(_WITNESS_SELECT, {"tables": list(tables)}).one())
+
+
+# The latest load's audit run, the original audit it was based on, the latest seal of that load with its
+# records, the registry, and the witness over all of them: one row, one round trip. Written in the
+# driver's parameter style so compare() can send it in its pipeline and read_lock() through
+# SQLAlchemy's exec_driver_sql.
+LOCK_QUERY = (
+    """
+    WITH l AS (SELECT * FROM audit_runs WHERE kind = 'load' ORDER BY recorded_at DESC LIMIT 1),
+    s AS (SELECT s.* FROM lock_seal s JOIN l ON s.load_run_id = l.audit_run_id ORDER BY s.recorded_at DESC LIMIT 1),
+    rec AS (
+        SELECT array_agg(r.relname ORDER BY r.relname COLLATE "C") AS names,
+               array_agg(r.digest ORDER BY r.relname COLLATE "C") AS digests,
+               array_agg(ARRAY[r.row_count, r.relfilenode, r.tuples_inserted, r.tuples_updated, r.tuples_deleted]
+                         ORDER BY r.relname COLLATE "C") AS numbers
+        FROM lock_record r JOIN s ON s.audit_run_id = r.audit_run_id
+    ),
+    witnessed AS (
+        SELECT relname FROM inca_locked_relation
+        UNION SELECT unnest(names) FROM rec WHERE names IS NOT NULL
+        UNION SELECT unnest(CAST(%(record_tables)s AS text[]))
+    ),
+    w AS (SELECT """
+    + _WITNESS_COLUMNS
+    + """ FROM pg_class c WHERE c.oid IN (SELECT to_regclass('public.' || relname) FROM witnessed))
+    SELECT l.audit_run_id::text AS audit_run_id, l.status, l.audit_name, l.freeze_tag, l.git_commit, l.recorded_at,
+           l.fingerprint, o.audit_name AS original_name, o.status AS original_status, o.rows_audited,
+           o.value_mismatches, o.type_mismatches, o.generated_at, o.freeze_tag AS original_freeze_tag,
+           o.git_commit AS original_git_commit, l.counts,
+           current_database() || '@' || inet_server_port() AS identity,
+           s.audit_run_id::text AS seal_run_id, s.lock_digest, s.relations AS sealed_relations,
+           s.stats_reset::text AS sealed_stats_reset, s.recorded_at AS sealed_at,
+           rec.names AS recorded_names, rec.digests AS recorded_digests, rec.numbers AS recorded_numbers,
+           (SELECT array_agg(relname ORDER BY relname COLLATE "C") FROM inca_locked_relation) AS registered,
+           w.counting, w.stats_reset, w.tables, w.stats
+    FROM l LEFT JOIN audit_runs o ON o.audit_run_id = l.based_on
+    LEFT JOIN s ON true CROSS JOIN rec CROSS JOIN w
+    """
+)
+LOCK_PARAMS: dict[str, object] = {"record_tables": list(RECORD_TABLES)}
+
+
+@dataclass(frozen=True)
+class _Record:
+    """What the latest recording (load or upgrade) wrote for the latest load."""
+
+    seal_run_id: str
+    lock_digest: str
+    relations: int
+    stats_reset: str | None
+    sealed_at: datetime
+    digests: dict[str, tuple[int, str]]  # relation -> (row count, digest), digested relations only
+    witness: dict[str, tuple[int, int, int, int]]  # relation -> (file node, inserted, updated, deleted)
+
+
+def _record_of(runs: Any) -> _Record | None:
+    if runs.seal_run_id is None:
+        return None
+    digests: dict[str, tuple[int, str]] = {}
+    witness: dict[str, tuple[int, int, int, int]] = {}
+    for name, digest, numbers in zip(runs.recorded_names or [], runs.recorded_digests or [],
+                                     runs.recorded_numbers or [], strict=True):
+        count, node, inserted, updated, deleted = (int(v) for v in numbers)
+        witness[name] = (node, inserted, updated, deleted)
+        if digest is not None:
+            digests[name] = (count, digest)
+    return _Record(runs.seal_run_id, runs.lock_digest, int(runs.sealed_relations), runs.sealed_stats_reset,
+                   runs.sealed_at, digests, witness)
 
 
 @dataclass(frozen=True)
 class _Proof:
-    checked: float  # monotonic time of the last check (full recomputation or witness)
-    fingerprint: str
-    verified_at: str  # when the fingerprint was computed over this content
-    seconds: float | None  # what computing it cost (None: computed by the load itself)
+    """The outcome of one full proof (or the load's own), valid while the witness stays as it was."""
+
+    load_run_id: str
+    seal_run_id: str | None
     witness: _Witness | None
+    fingerprint: str
+    digests: dict[str, tuple[int, str]]  # live (row count, digest) per digested relation
+    lock_digest: str | None
+    verified_at: str
+    seconds: float | None  # None: the load's own proof, computed in its transaction
 
 
 _cache: dict[str, _Proof] = {}  # db identity -> the latest proof
 _cache_lock = threading.Lock()
 
 
-def _witness_of(counting: bool, tables: list[str] | None, stats: list[list[int]] | None) -> _Witness | None:
-    if not counting or not tables or not stats:  # counters that never move (track_counts off, standby) prove nothing
-        return None
-    return _Witness(tuple(tables), tuple(tuple(int(value) for value in row) for row in stats))
+def _unbounded(conn: Connection, compute: Callable[[], T]) -> T:
+    """Run `compute()` without the reading role's statement timeout, restoring it afterwards.
 
-
-def _witness(conn: Connection, tables: tuple[str, ...] = FINGERPRINTED_TABLES) -> _Witness | None:
-    return _witness_of(*conn.exec_driver_sql(_WITNESS_SELECT, {"tables": list(tables)}).one())
-
-
-def _compute(conn: Connection) -> tuple[str, float]:
-    # The reading role's statement timeout (INCA_STATEMENT_TIMEOUT_MS, 15 s) bounds user queries; the
-    # fingerprint is bounded work that takes ~20 s per million facts on two cores, so it runs without
-    # that limit and the transaction's setting is restored afterwards.
+    INCA_STATEMENT_TIMEOUT_MS (15 s) bounds user queries; the full proof is bounded work (it reads every
+    locked row once: docs/performance.md) that may take longer at market scale.
+    """
     previous = conn.execute(text("SELECT current_setting('statement_timeout')")).scalar_one()
     conn.execute(text("SET LOCAL statement_timeout = 0"))
+    try:
+        return compute()
+    finally:
+        conn.execute(text("SELECT set_config('statement_timeout', :value, true)"), {"value": previous})
+
+
+def relation_digests(conn: Connection, relations: list[str]) -> dict[str, tuple[int, str]]:
+    """(row count, digest) of each existing relation in `relations` (a missing one is left out)."""
+    rows = conn.execute(
+        text("SELECT name, (inca_relation_digest(to_regclass('public.' || name))).* "
+             "FROM unnest(CAST(:names AS text[])) AS name WHERE to_regclass('public.' || name) IS NOT NULL"),
+        {"names": relations},
+    ).all()
+    return {str(name): (int(count), str(digest)) for name, count, digest in rows}
+
+
+def combined_digest(digests: dict[str, tuple[int, str]]) -> str:
+    """The combined lock digest, exactly as inca_lock_digest() (schema 008) computes it from lock_record."""
+    import hashlib
+
+    lines = "\n".join(f"{name}:{count}:{digest}" for name, (count, digest) in
+                      sorted(digests.items(), key=lambda item: item[0].encode()))
+    return hashlib.sha256(lines.encode()).hexdigest()
+
+
+def _full_proof(conn: Connection, runs: Any, record: _Record | None, witness: _Witness | None) -> _Proof:
+    relations = sorted(set(record.digests if record else ()) | set(runs.registered or ()))
     started = time.perf_counter()
-    fingerprint = str(conn.execute(text("SELECT inca_amount_fact_fingerprint()")).scalar_one())
+
+    def compute() -> tuple[str, dict[str, tuple[int, str]]]:
+        fingerprint = str(conn.execute(text("SELECT inca_amount_fact_fingerprint()")).scalar_one())
+        return fingerprint, relation_digests(conn, relations)
+
+    fingerprint, digests = _unbounded(conn, compute)
     seconds = time.perf_counter() - started
-    conn.execute(text("SELECT set_config('statement_timeout', :value, true)"), {"value": previous})
-    return fingerprint, seconds
+    verified_at = datetime.now(UTC).isoformat(timespec="seconds")
+    return _Proof(str(runs.audit_run_id), record.seal_run_id if record else None, witness, fingerprint, digests,
+                  combined_digest({k: v for k, v in digests.items() if record and k in record.digests}) if record else None,
+                  verified_at, seconds)
 
 
-def _live_fingerprint(conn: Connection, fresh: bool, identity: str, recorded: str | None, loaded_at: datetime,
-                      loaded_counts: dict[str, object] | None, witness: _Witness | None,
-                      ) -> tuple[str, str, float | None]:
-    """The live fingerprint, when it was computed, and what that cost.
+def _load_proof(runs: Any, record: _Record, witness: _Witness) -> _Proof:
+    """The load's own proof: it computed the digests over exactly what it wrote, and nothing moved since."""
+    verified_at = record.sealed_at.astimezone(UTC).isoformat(timespec="seconds")
+    return _Proof(str(runs.audit_run_id), record.seal_run_id, witness, str(runs.fingerprint), dict(record.digests),
+                  record.lock_digest, verified_at, None)
 
-    Recomputing it reads every amount fact (~20 s per million facts), so page views must not pay it:
-    - `fresh=True` (CLI `status`, monitoring, backup verification, the dashboard's "verify now") always
-      recomputes;
-    - otherwise a proof is reused for INCA_FINGERPRINT_TTL seconds, then kept as long as the witness
-      shows no write to the fingerprinted tables since it was made;
-    - a process without a proof yet accepts the load's own: the load computed the fingerprint over
-      exactly the rows it inserted, in its transaction, and the witness shows nothing written since
-      (reported as verified at the load's time);
-    - anything else (a write seen, statistics reset or disabled) recomputes.
-    """
-    identity += "|" + str(conn.engine.url.query.get("host", conn.engine.url.host))
-    now = time.monotonic()
-    with _cache_lock:
-        cached = _cache.get(identity)
-    if not fresh:
-        if cached is not None and now - cached.checked < config.env_int("INCA_FINGERPRINT_TTL"):
-            return cached.fingerprint, cached.verified_at, cached.seconds
-        proof = None
-        if witness is not None and cached is not None and cached.witness == witness:
-            proof = _Proof(now, cached.fingerprint, cached.verified_at, cached.seconds, witness)
-        elif witness is not None and recorded is not None and witness.unwritten_since_load(loaded_counts):
-            if cached is not None and cached.fingerprint == recorded:  # a later full check of the same content
-                proof = _Proof(now, recorded, cached.verified_at, cached.seconds, witness)
-            else:
-                verified_at = loaded_at.astimezone(UTC).isoformat(timespec="seconds")
-                proof = _Proof(now, recorded, verified_at, None, witness)
-        if proof is not None:
+
+def _proof(conn: Connection, runs: Any, record: _Record | None, fresh: bool) -> tuple[_Proof, str]:
+    """The proof for this lock row and how it was reached (see the module docstring)."""
+    witness = _witness_of(runs.counting, runs.stats_reset, runs.tables, runs.stats)
+    identity = str(runs.identity) + "|" + str(conn.engine.url.query.get("host", conn.engine.url.host))
+    seal = record.seal_run_id if record else None
+    if not fresh and witness is not None:
+        with _cache_lock:
+            cached = _cache.get(identity)
+        if (cached is not None and cached.witness == witness and cached.load_run_id == str(runs.audit_run_id)
+                and cached.seal_run_id == seal):
+            return cached, "witness unchanged since the last full proof"
+        if record is not None and witness.as_recorded(record.witness, record.stats_reset):
+            proof = _load_proof(runs, record, witness)
             with _cache_lock:
                 _cache[identity] = proof
-            return proof.fingerprint, proof.verified_at, proof.seconds
+            return proof, "witness exactly as the load recorded it"
     # `witness` was read before computing: a write while it runs moves it, forcing a recheck next time.
-    fingerprint, seconds = _compute(conn)
-    verified_at = datetime.now(UTC).isoformat(timespec="seconds")
+    proof = _full_proof(conn, runs, record, witness)
     with _cache_lock:
-        _cache[identity] = _Proof(time.monotonic(), fingerprint, verified_at, seconds, witness)
-    return fingerprint, verified_at, seconds
+        _cache[identity] = proof
+    return proof, "full proof"
+
+
+def _judge(runs: Any, record: _Record | None, proof: _Proof) -> tuple[str, str, list[str], tuple[str, ...]]:
+    """(state, reason, mismatches, relations registered but not recorded) for a proof against the record."""
+    mismatches: list[str] = []
+    if runs.status != "PASS":
+        mismatches.append(f"the latest audit status is {runs.status}, not PASS")
+    if proof.fingerprint != runs.fingerprint:
+        mismatches.append("amount_fact content differs from the audited amount fingerprint")
+    audited = {k: int(v) for k, v in (runs.counts or {}).items() if isinstance(v, int)}
+    not_covered: tuple[str, ...] = ()
+    if record is not None:
+        if len(record.digests) != record.relations:
+            mismatches.append(f"lock record holds {len(record.digests)} relations, the seal {record.relations}")
+        if combined_digest(record.digests) != record.lock_digest:
+            mismatches.append("the lock record differs from its seal (recorded digests were changed)")
+        for name, (count, digest) in sorted(record.digests.items()):
+            live = proof.digests.get(name)
+            if live is None:
+                mismatches.append(f"{name}: missing (recorded with {count} rows)")
+                continue
+            if live[0] != count:
+                mismatches.append(f"{name}: {live[0]} rows, {count} recorded by the audited load")
+            elif live[1] != digest:
+                mismatches.append(f"{name}: content differs from its recorded digest")
+            want = audited.get(name)
+            if want is not None and want != count and name != "audit_runs":  # upgrades add audit runs
+                mismatches.append(f"{name}: {count} rows recorded, {want} in the load's audited counts")
+        not_covered = tuple(sorted(set(runs.registered or ()) - set(record.digests)))
+    elif "lock_seal" in audited:
+        mismatches.append("the lock record this load wrote is missing (lock_seal / lock_record deleted)")
+    else:
+        for name, want in sorted(audited.items()):
+            live = proof.digests.get(name)
+            if live is not None and live[0] != want:
+                mismatches.append(f"{name}: {live[0]} rows, {want} expected by the audited load")
+    if mismatches:
+        return BROKEN, "; ".join(mismatches), mismatches, not_covered
+    if record is None:
+        return INTACT, f"amount_fact matches the audited fingerprint; only the amount fingerprint is recorded for " \
+                       f"this database (loaded before schema 008): {UPGRADE_HINT}", [], not_covered
+    reason = f"all {len(record.digests)} locked relations match the digests and row counts the audited load recorded"
+    if not_covered:
+        reason += f"; not yet recorded: {', '.join(not_covered)} ({UPGRADE_HINT})"
+    return INTACT, reason, [], not_covered
+
+
+def read_lock(conn: Connection, fresh: bool = False) -> LockState:
+    return lock_from_row(conn, conn.exec_driver_sql(LOCK_QUERY, dict(LOCK_PARAMS)).first(), fresh)
+
+
+def lock_from_row(conn: Connection, runs: Any | None, fresh: bool = False) -> LockState:
+    """The lock state from a named row of LOCK_QUERY (attribute access: SQLAlchemy's Row or psycopg's
+    namedtuple_row; None: no load recorded); may run the full proof."""
+    if runs is None:
+        return LockState(UNLOADED, None, None, None, None, None, None, None, None, None, None, None,
+                         "no audited load recorded: run `python -m core load`")
+    original = None
+    if runs.original_name is not None:
+        original = {"audit_name": runs.original_name, "status": runs.original_status, "rows_audited": runs.rows_audited,
+                    "value_mismatches": runs.value_mismatches, "type_mismatches": runs.type_mismatches,
+                    "generated_at": runs.generated_at.isoformat(), "freeze_tag": runs.original_freeze_tag,
+                    "git_commit": runs.original_git_commit}
+    record = _record_of(runs)
+    # Without a record (loaded before schema 008) only the amounts and the counts were audited: the same
+    # digest pass counts every row, so the counts are proven with it.
+    proof, how = _proof(conn, runs, record, fresh)
+    state, reason, mismatches, not_covered = _judge(runs, record, proof)
+    return LockState(state, runs.audit_run_id, runs.status, runs.audit_name, runs.freeze_tag, runs.git_commit,
+                     runs.recorded_at.isoformat(), original, runs.fingerprint, proof.fingerprint, proof.verified_at,
+                     None if proof.seconds is None else round(proof.seconds, 4), reason,
+                     scope=FULL if record is not None else AMOUNTS_ONLY,
+                     covers=tuple(sorted(record.digests)) if record is not None else ("amount_fact",),
+                     not_covered=not_covered, recorded_lock_digest=record.lock_digest if record else None,
+                     live_lock_digest=proof.lock_digest, mismatches=tuple(mismatches), proof=how,
+                     digests={k: v[1] for k, v in sorted(proof.digests.items())},
+                     recorded_counts={k: v[0] for k, v in record.digests.items()} if record else {})
 
 
 _unwritten_cache: dict[tuple[str, str], tuple[_Witness, object]] = {}  # (db identity, name) -> (witness, value)
@@ -188,52 +389,3 @@ def forget_cached_fingerprints() -> None:
     with _cache_lock:
         _cache.clear()
         _unwritten_cache.clear()
-
-
-# The latest load's audit run, the original audit it was based on, and the witness, in one row. Written
-# in the driver's parameter style so compare() can send it in its pipeline (one round trip for the
-# selection, the lock and the cells) and read_lock() through SQLAlchemy's exec_driver_sql.
-LOCK_QUERY = (
-    """
-    SELECT l.audit_run_id::text AS audit_run_id, l.status, l.audit_name, l.freeze_tag, l.git_commit, l.recorded_at,
-           l.fingerprint, o.audit_name AS original_name, o.status AS original_status, o.rows_audited,
-           o.value_mismatches, o.type_mismatches, o.generated_at, o.freeze_tag AS original_freeze_tag,
-           o.git_commit AS original_git_commit, l.counts,
-           current_database() || '@' || inet_server_port() AS identity, w.counting, w.tables, w.stats
-    FROM audit_runs l LEFT JOIN audit_runs o ON o.audit_run_id = l.based_on
-    CROSS JOIN LATERAL ("""
-    + _WITNESS_SELECT
-    + """) AS w
-    WHERE l.kind = 'load' ORDER BY l.recorded_at DESC LIMIT 1
-    """
-)
-LOCK_PARAMS = {"tables": list(FINGERPRINTED_TABLES)}
-
-
-def read_lock(conn: Connection, fresh: bool = False) -> LockState:
-    return lock_from_row(conn, conn.exec_driver_sql(LOCK_QUERY, dict(LOCK_PARAMS)).first(), fresh)
-
-
-def lock_from_row(conn: Connection, runs: Any | None, fresh: bool = False) -> LockState:
-    """The lock state from a named row of LOCK_QUERY (attribute access: SQLAlchemy's Row or psycopg's
-    namedtuple_row; None: no load recorded); may recompute the fingerprint."""
-    if runs is None:
-        return LockState(UNLOADED, None, None, None, None, None, None, None, None, None, None, None,
-                         "no audited load recorded: run `python -m core load`")
-    original = None
-    if runs.original_name is not None:
-        original = {"audit_name": runs.original_name, "status": runs.original_status, "rows_audited": runs.rows_audited,
-                    "value_mismatches": runs.value_mismatches, "type_mismatches": runs.type_mismatches,
-                    "generated_at": runs.generated_at.isoformat(), "freeze_tag": runs.original_freeze_tag,
-                    "git_commit": runs.original_git_commit}
-    live, verified_at, seconds = _live_fingerprint(conn, fresh, str(runs.identity), runs.fingerprint, runs.recorded_at,
-                                                   runs.counts, _witness_of(runs.counting, runs.tables, runs.stats))
-    if runs.status != "PASS":
-        state, reason = BROKEN, f"the latest audit status is {runs.status}, not PASS"
-    elif live != runs.fingerprint:
-        state, reason = BROKEN, "amount_fact content differs from the audited fingerprint (changed outside the load)"
-    else:
-        state, reason = INTACT, "amount_fact matches the audited fingerprint"
-    return LockState(state, runs.audit_run_id, runs.status, runs.audit_name, runs.freeze_tag, runs.git_commit,
-                     runs.recorded_at.isoformat(), original, runs.fingerprint, live, verified_at,
-                     None if seconds is None else round(seconds, 4), reason)

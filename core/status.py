@@ -5,6 +5,7 @@ Built only from the reading connection, so what it reports is what the dashboard
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import asdict, dataclass, field, fields
 from typing import TYPE_CHECKING, Any
@@ -35,6 +36,7 @@ class DatabaseInfo:
     reader_select_only: bool | None = None
     schema_version: int | None = None
     schema_latest: int | None = None
+    reader_owns_nothing: bool | None = None  # the reading role owns no object and is in no owner role
 
 
 @dataclass(frozen=True)
@@ -155,10 +157,13 @@ def collect(fresh: bool = True, include_backups: bool = True) -> StatusReport:
                 report.lock = unread_lock(UNLOADED, "no schema")
                 return report
             report.lock = read_lock(conn, fresh=fresh)
+            database.reader_owns_nothing = bool(conn.execute(_READER_OWNS_NOTHING).scalar())
             recorded = conn.execute(
                 text("SELECT counts FROM audit_runs WHERE kind = 'load' ORDER BY recorded_at DESC LIMIT 1")
             ).scalar()
-            expected = _expected_counts(recorded)
+            # The latest audited recording (load or upgrade) holds the counts it proved (upgrades add audit runs).
+            expected = {**_expected_counts(recorded),
+                        **{k: v for k, v in report.lock.recorded_counts.items() if k in COUNTED_TABLES}}
             # Counting reads every row of the big tables (~0.5 s per million facts): page views reuse
             # the counts while no counted table was written (core.lock.reuse_while_unwritten).
             counts = live_counts(conn) if fresh else reuse_while_unwritten(
@@ -171,9 +176,13 @@ def collect(fresh: bool = True, include_backups: bool = True) -> StatusReport:
         return report
     if not database.read_only_transaction:
         report.problems.append("the reading connection is not read-only: see docs/deployment.md (reader role)")
+    if database.reader_owns_nothing is False:
+        report.problems.append("the reading role owns an object or is a member of its owner or of inca_gatekeeper: "
+                               "run-time roles must own nothing (docs/operations.md, the lock)")
     if not database.reader_select_only:
         report.problems.append("the reading role can write, own or refresh some table: "
                                "connect DATABASE_URL with the SELECT-only role")
+    _lock_section_extras(report)
     if report.lock_state == BROKEN:
         report.problems.append(f"lock BROKEN: {report.lock.reason}")
     elif report.lock_state == UNLOADED:
@@ -184,6 +193,31 @@ def collect(fresh: bool = True, include_backups: bool = True) -> StatusReport:
     if include_backups:
         report.backups = BackupSummary.from_record(backup_health())
     return report
+
+
+_READER_OWNS_NOTHING = text(
+    """
+    SELECT NOT EXISTS (SELECT 1 FROM pg_proc p WHERE p.pronamespace = 'public'::regnamespace
+                       AND pg_has_role(p.proowner, 'USAGE'))
+           AND NOT EXISTS (SELECT 1 FROM pg_class c WHERE c.relnamespace = 'public'::regnamespace
+                           AND pg_has_role(c.relowner, 'USAGE'))
+           AND (to_regrole('inca_gatekeeper') IS NULL OR NOT pg_has_role('inca_gatekeeper', 'USAGE'))
+    """
+)
+
+
+def _lock_section_extras(report: StatusReport) -> None:
+    """Issue 17: a count mismatch makes the lock BROKEN (not a side note); say what the lock covers."""
+    wrong = [f"{row.table}: {row.live} rows, {row.expected} expected" for row in report.counts if not row.matches]
+    if wrong and report.lock_state == INTACT:
+        report.lock = dataclasses.replace(report.lock, state=BROKEN,
+                                          reason="row counts differ from the audited load: " + "; ".join(wrong))
+    if report.lock.scope == "amount_fact only":
+        report.problems.append("only the amount fingerprint is recorded for this database (loaded before schema "
+                               "008): run `python -m core upgrade` to record the full lock")
+    elif report.lock.not_covered:
+        report.problems.append(f"not yet covered by the recorded lock: {', '.join(report.lock.not_covered)}; "
+                               "run `python -m core upgrade`")
 
 
 def backup_health() -> dict[str, Any]:
@@ -234,6 +268,11 @@ def render_text(report: StatusReport) -> str:
         lines.append(f"freeze:    {lock.freeze_tag}  commit {lock.git_commit}")
         lines.append(f"recorded:  {lock.recorded_fingerprint}")
         lines.append(f"live:      {lock.live_fingerprint}  (verified {lock.verified_at}, {lock.verify_seconds} s)")
+    if lock.scope:
+        lines.append(f"covers:    {lock.scope}: {len(lock.covers)} relation(s), every row and column: "
+                     f"{', '.join(lock.covers)}")
+        if lock.recorded_lock_digest:
+            lines.append(f"lock:      recorded {lock.recorded_lock_digest}  live {lock.live_lock_digest}  ({lock.proof})")
     database = report.database
     lines.append(f"database:  {'reachable' if report.reachable else 'UNREACHABLE'}  {database.url or ''}")
     if report.reachable:

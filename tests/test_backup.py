@@ -391,3 +391,51 @@ def test_status_strict_follows_backup_health(loaded_db: Database, backup_dir: Pa
     healthy = run_cli("status", "--strict", "--json", env=loaded_db.env())
     assert healthy.returncode == 0, healthy.stdout
     assert json.loads(healthy.stdout)["backups"]["state"] == "OK"
+
+
+# --- issue 17: a backup is only good when its lock was ----------------------------------------------
+
+def _tamper(database: Database) -> None:
+    with psycopg.connect(db.psycopg_conninfo(database.admin), autocommit=True) as conn:
+        conn.execute("SET session_replication_role = replica")  # superuser bypass of the lock triggers
+        conn.execute("UPDATE document SET title = 'X'")
+
+
+def test_backup_of_a_broken_database_fails_and_writes_nothing(fresh_loaded_db: Database, backup_dir: Path) -> None:
+    _tamper(fresh_loaded_db)
+    result = run_cli("backup", env={**fresh_loaded_db.env(), "INCA_BACKUP_DIR": str(backup_dir)})
+    assert result.returncode != 0 and "backup refused: the lock is BROKEN" in result.stderr
+    assert "document: content differs" in result.stderr and "Traceback" not in result.stderr
+    assert not any(backup_dir.iterdir())
+
+
+def test_verify_fails_a_backup_whose_manifest_says_broken(reference: Path, fresh_db: Database, server: PgServer,
+                                                          backup_dir: Path) -> None:
+    dump = clone(reference, backup_dir, NOW)
+    manifest = json.loads(backup.manifest_path(dump).read_text())
+    manifest["lock"].update(state="BROKEN", reason="document: content differs from its recorded digest")
+    backup.manifest_path(dump).write_text(json.dumps(manifest))
+    with pytest.raises(BackupError, match="taken while the lock was BROKEN"):
+        backup.verify_backup(dump)
+    assert not leftovers(server)
+
+
+def test_swapped_dump_with_a_rewritten_checksum_fails(reference: Path, fresh_loaded_db: Database, server: PgServer,
+                                                      backup_dir: Path, tmp_path: Path) -> None:
+    other = backup.backup(tmp_path / "other").path  # another audited load: same amounts, other rows' ids
+    dump = clone(reference, backup_dir, NOW)
+    shutil.copyfile(other, dump)
+    manifest = json.loads(backup.manifest_path(dump).read_text())
+    manifest.update(size_bytes=dump.stat().st_size, sha256=backup.sha256_file(dump))
+    backup.manifest_path(dump).write_text(json.dumps(manifest))
+    with pytest.raises(BackupError, match=r"restored content differs from the digest in the manifest|lock record differs"):
+        backup.verify_backup(dump)
+    # restore verifies in its scratch database before renaming anything: the live database is untouched
+    with psycopg.connect(db.psycopg_conninfo(fresh_loaded_db.admin)) as conn:
+        before = conn.execute("SELECT oid FROM pg_database WHERE datname = current_database()").fetchone()
+    with pytest.raises(BackupError, match="differs"):
+        backup.restore(dump, verify=False)
+    with psycopg.connect(db.psycopg_conninfo(fresh_loaded_db.admin)) as conn:
+        after = conn.execute("SELECT oid FROM pg_database WHERE datname = current_database()").fetchone()
+    assert before == after and not leftovers(server)
+    assert not [name for name in server.databases() if "_before_restore_" in name or "_restore_" in name]

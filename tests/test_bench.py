@@ -101,7 +101,6 @@ def test_bulk_load_leaves_the_schema_of_a_plain_migration(tiny_db: str, server: 
 
 def test_page_views_reuse_the_load_proof_until_a_write_shows(tiny_db: str, server: PgServer,
                                                                monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("INCA_FINGERPRINT_TTL", "0")  # every read takes the path after the TTL
     with db.read() as conn:
         full = lock.read_lock(conn, fresh=True)
         assert full.intact and full.verify_seconds is not None

@@ -257,7 +257,10 @@ def test_database_loaded_before_schema_004_says_to_reload(fresh_loaded_db: Datab
         conn.execute("DROP TABLE coverage_alias CASCADE")  # and schema 007's view of it
         conn.execute("DELETE FROM schema_migrations WHERE version IN (4, 7)")
         conn.execute("SET session_replication_role = replica")  # superuser bypass of the lock, test setup only
-        conn.execute("UPDATE audit_runs SET counts = counts - 'coverage_alias'")
+        conn.execute("UPDATE audit_runs SET counts = counts - 'coverage_alias' - 'lock_seal'")
+        # a load of schema 003 recorded no full lock (schema 008) either: only the amount fingerprint
+        conn.execute("DELETE FROM lock_record")
+        conn.execute("DELETE FROM lock_seal")
     # Schema 003: the reader cannot migrate; search names the problem, status still works.
     with pytest.raises(SchemaMissing, match="검색 색인이 없습니다"):
         core.search.find_coverages("암 진단비")

@@ -1,4 +1,4 @@
-"""Command line: load, status, migrate, and the backup commands (core.ops.backup.cli).
+"""Command line: load, status, migrate, upgrade, and the backup commands (core.ops.backup.cli).
 
 Every user-caused failure prints one line to stderr and exits non-zero; tracebacks are bugs.
 """
@@ -52,6 +52,14 @@ def _migrate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _upgrade(args: argparse.Namespace) -> int:
+    from core.ops import upgrade
+
+    for name, outcome in upgrade.upgrade():
+        print(f"{name}: {outcome or 'already up to date; nothing changed'}")
+    return 0
+
+
 def build_parser() -> tuple[argparse.ArgumentParser, dict[str, Handler]]:
     parser = argparse.ArgumentParser(prog="python -m core", description="inca-rag-scope: locked coverage amounts")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -68,6 +76,9 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, Handler]]:
 
     commands.add_parser("migrate", help="apply pending schema files (load does this too)")
     handlers["migrate"] = _migrate
+
+    commands.add_parser("upgrade", help="record what an earlier version's load did not (the full lock); idempotent")
+    handlers["upgrade"] = _upgrade
 
     backup_cli.register(commands, handlers)
     return parser, handlers

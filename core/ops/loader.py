@@ -22,7 +22,7 @@ from core import config, db
 from core.amounts import is_placeholder_amount
 from core.errors import AuditFailed, DatasetMismatch
 from core.inventory import applied_version, live_counts, loaded_run
-from core.ops import migrate
+from core.ops import lock_record, migrate
 from core.ops.dataset import COLUMNS, PROPOSAL, TABLE_ORDER, LoadBundle, fields, read_bundle
 
 LOAD_AUDIT_NAME = "inca_load_audit"
@@ -308,6 +308,9 @@ def load_bundle(bundle: LoadBundle, engine: Engine, progress: Progress | None = 
             mismatches = [f"{name}: {value!r} {reason}" for name, value, reason in conn.execute(_POST_AUDIT_SQL)]
             counts = live_counts(conn)
             counts["audit_runs"] += 2  # the two runs written below
+            # The load records its lock (schema 008): saying so in its audit means a deleted record reads as
+            # BROKEN, never as a database loaded before the record existed.
+            counts["lock_seal"] = 1
             wrong_counts = [f"{table}: {counts.get(table)} loaded, {want} expected"
                             for table, want in bundle.expected_counts.items() if counts.get(table) != want]
             if mismatches or wrong_counts:
@@ -317,6 +320,8 @@ def load_bundle(bundle: LoadBundle, engine: Engine, progress: Progress | None = 
             _refresh_search_vectors(conn)
             fingerprint = conn.execute(text("SELECT inca_amount_fact_fingerprint()")).scalar_one()
             audit_run_id = _record_audit(conn, bundle, counts, fingerprint)
+            # Last: every locked relation's digest and witness, over exactly what commits (schema 008).
+            lock_record.record_lock(conn, audit_run_id, audit_run_id)
     with db.translate_errors(url), engine.connect() as conn:
         conn.execution_options(isolation_level="AUTOCOMMIT").execute(text("ANALYZE"))
     return LoadResult(True, f"loaded {counts['amount_fact']} amount facts; audit PASS; lock recorded",

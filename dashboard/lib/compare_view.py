@@ -155,7 +155,7 @@ def render() -> None:
     if not selection.products or not selection.codes:
         st.info("상품과 담보가 하나 이상 선택되면 비교표가 표시됩니다.")
         return
-    cmp = data.compare(key, selection.products, selection.codes)
+    cmp = data.compare(key, selection.products, selection.codes, data.lock_token())
     lock_alert(cmp)
     comparison_section(cmp)
     explanations_section(cmp)

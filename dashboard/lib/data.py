@@ -4,7 +4,7 @@ Caches are process-wide (shared by every browser session), so every cached call 
 a different DATABASE_URL (another deployment, or another test database) never sees results of the
 previous one. Only small results are cached: catalogs, one comparison, per-insurer counts. The
 status report is not cached: operators must see the live state (the lock's fingerprint has its own
-INCA_FINGERPRINT_TTL cache in core.lock).
+witness-keyed cache in core.lock).
 """
 
 from __future__ import annotations
@@ -68,9 +68,17 @@ def coverages(key: str) -> list[catalog.Coverage]:
     return catalog.coverages()
 
 
+def lock_token() -> str:
+    """The lock as of this rerun (core checks its witness every time, < 1 ms; a full proof only when it
+    moved): part of the comparison's cache key, so a cached comparison never outlives the lock it showed."""
+    lock = status.quick().lock
+    return f"{lock.state}|{lock.verified_at}|{lock.recorded_lock_digest}"
+
+
 @st.cache_data(ttl=TTL, show_spinner=False, max_entries=MAX_CACHED_COMPARISONS)
-def compare(key: str, product_keys: tuple[str, ...], codes: tuple[str, ...]) -> comparison.Comparison:
-    # The grid and the uncoded coverages listed under it (without their evidence), from one snapshot.
+def compare(key: str, product_keys: tuple[str, ...], codes: tuple[str, ...], lock: str = "") -> comparison.Comparison:
+    # The grid and the uncoded coverages listed under it (without their evidence), from one snapshot;
+    # `lock` (data.lock_token()) keys the cache so a cached comparison never outlives the lock it showed.
     return comparison.compare(list(product_keys), list(codes), with_unmatched=comparison.UNMATCHED_LIST)
 
 

@@ -151,7 +151,7 @@ def backups_section(report: StatusReport) -> None:
 def render() -> None:
     st.title("상태")
     st.html(table.STYLE)
-    fresh = st.button("지금 다시 검증", help="잠금 지문을 지금 다시 계산합니다 (평소에는 INCA_FINGERPRINT_TTL초 동안 재사용)")
+    fresh = st.button("지금 다시 검증", help="잠금 지문을 지금 다시 계산합니다 (평소에는 감시 지표가 그대로일 때만 재사용)")
     report = collect(fresh=fresh)
     if not report.reachable:
         down_section(report)

@@ -47,10 +47,18 @@ def _snapshot_facts(conn: Connection) -> dict[str, Any]:
     if schema_version == 0:
         raise BackupError("nothing to back up: the database has no inca schema yet (run `python -m core load` first)")
     state = lock.read_lock(conn, fresh=True)
+    # A backup is only good when its lock was: a copy of a changed database must never become the thing
+    # an operator restores to "fix" it.
+    if state.state != lock.INTACT:
+        raise BackupError(f"backup refused: the lock is {state.state} ({state.reason}); nothing was written. "
+                          "Restore a verified backup instead (docs/operations.md)")
     fingerprint = state.live_fingerprint or str(conn.execute(text("SELECT inca_amount_fact_fingerprint()")).scalar_one())
     return {"schema_version": schema_version, "counts": live_counts(conn), "fingerprint": fingerprint,
             "lock": {"state": state.state, "reason": state.reason, "audit_run_id": state.audit_run_id,
-                     "recorded_fingerprint": state.recorded_fingerprint}}
+                     "recorded_fingerprint": state.recorded_fingerprint, "scope": state.scope,
+                     "recorded_lock_digest": state.recorded_lock_digest},
+            # every locked relation's digest in this very snapshot: verification compares the restored content
+            "digests": state.digests}
 
 
 def backup(directory: Path | None = None) -> BackupResult:

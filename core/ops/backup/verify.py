@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import text
 
+from core import lock
 from core.errors import BackupError, IncaError
 from core.inventory import live_counts
 from core.ops import migrate
@@ -29,6 +30,9 @@ from core.ops.backup.client import (
     client_program,
 )
 from core.ops.backup.files import _record_verification, resolve
+
+#: schema 008 introduced the recorded lock (lock_record, lock_seal)
+LOCK_SCHEMA_VERSION = 8
 
 # --- verification -------------------------------------------------------------------------------------
 
@@ -52,11 +56,39 @@ def _restore_into(dump: Path, database: str) -> None:
 def _inspect(database: str) -> dict[str, Any]:
     with _sqlalchemy(_admin_url(database)) as conn:
         fingerprint = str(conn.execute(text("SELECT inca_amount_fact_fingerprint()")).scalar_one())
-        return {"schema_version": migrate.applied_version(conn), "counts": live_counts(conn), "fingerprint": fingerprint}
+        found = {"schema_version": migrate.applied_version(conn), "counts": live_counts(conn), "fingerprint": fingerprint}
+        if found["schema_version"] >= LOCK_SCHEMA_VERSION:
+            # the restored database's own lock: its recorded digests against its live content
+            state = lock.read_lock(conn, fresh=True)
+            found["lock"] = {"state": state.state, "reason": state.reason,
+                             "recorded_lock_digest": state.recorded_lock_digest}
+            found["digests"] = state.digests
+        return found
+
+
+def _compare_lock(manifest: dict[str, Any], found: dict[str, Any]) -> list[str]:
+    """The manifest's lock must have been INTACT, and the restored content must match both the digests the
+    manifest recorded and the restored database's own lock record (a dump swapped for another one, with
+    the manifest's checksum rewritten, fails here)."""
+    recorded = manifest.get("lock") or {}
+    if recorded.get("state") != lock.INTACT:
+        return [f"the backup was taken while the lock was {recorded.get('state')} ({recorded.get('reason')}): "
+                "it is not a good copy"]
+    differences = []
+    if "lock" in found:
+        if found["lock"]["state"] != lock.INTACT:
+            differences.append(f"the restored database's own lock is {found['lock']['state']} "
+                               f"({found['lock']['reason']})")
+        if recorded.get("recorded_lock_digest") != found["lock"]["recorded_lock_digest"]:
+            differences.append("the restored lock record differs from the one in the manifest")
+    for name, digest in sorted((manifest.get("digests") or {}).items()):
+        if (found.get("digests") or {}).get(name) != digest:
+            differences.append(f"{name}: restored content differs from the digest in the manifest")
+    return differences
 
 
 def _compare(manifest: dict[str, Any], found: dict[str, Any]) -> None:
-    differences = [f"{table}: {found['counts'].get(table)} rows restored, {want} in the manifest"
+    differences = _compare_lock(manifest, found) + [f"{table}: {found['counts'].get(table)} rows restored, {want} in the manifest"
                    for table, want in manifest["counts"].items() if found["counts"].get(table) != want]
     if found["fingerprint"] != manifest.get("fingerprint"):
         differences.append(f"amount_fact fingerprint {found['fingerprint'][:16]}… restored, "
@@ -101,7 +133,7 @@ def verify_backup(file: str | Path | None = None) -> VerifyResult:
                                     "reason": str(error)})
         raise
     seconds = time.perf_counter() - started
-    reason = (f"restored into a scratch database; {len(manifest['counts'])} counts and the amount_fact fingerprint "
-              "match the manifest")
+    reason = (f"restored into a scratch database; {len(manifest['counts'])} counts, the amount_fact fingerprint and "
+              f"{len(manifest.get('digests') or {})} relation digests match the manifest; its own lock is INTACT")
     _record_verification(dump, {"at": at, "outcome": "ok", "seconds": round(seconds, 3), "reason": reason})
     return VerifyResult(dump, True, reason, seconds, manifest)
