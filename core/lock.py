@@ -48,7 +48,9 @@ class LockState:
 
 
 #: the tables whose rows inca_amount_fact_fingerprint() reads (schema/002)
-FINGERPRINTED_TABLES = ("amount_fact", "coverage_instance", "evidence_ref", "insurer", "product", "product_variant")
+#: (plus, for the witness only until the digest covers them, the condition slots of schema 011)
+FINGERPRINTED_TABLES = ("amount_fact", "coverage_instance", "evidence_ref", "insurer", "product", "product_variant",
+                        "condition_slot", "condition_phrase")
 
 # A cheap witness that none of those tables was written: per table its file node (changes on TRUNCATE,
 # VACUUM FULL, CLUSTER) and the cumulative tuple counters (insert/update/delete; COPY counts as insert,

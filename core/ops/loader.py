@@ -21,7 +21,7 @@ from sqlalchemy.exc import IntegrityError
 from core import config, db
 from core.errors import AuditFailed
 from core.inventory import applied_version, live_counts, loaded_run
-from core.ops import migrate
+from core.ops import conditions_load, migrate
 from core.ops.dataset import COLUMNS, PROPOSAL, TABLE_ORDER, LoadBundle, read_bundle
 
 LOAD_AUDIT_NAME = "inca_load_audit"
@@ -277,7 +277,9 @@ def load_bundle(bundle: LoadBundle, engine: Engine, progress: Progress | None = 
                 raise AuditFailed(f"the database refused a row ({error.diag.constraint_name or error.sqlstate}: "
                                   f"{error.diag.message_primary}); nothing was loaded", [str(error)]) from None
             mismatches = [f"{name}: {value!r} {reason}" for name, value, reason in conn.execute(_POST_AUDIT_SQL)]
-            counts = live_counts(conn)
+            # condition slots from the rows just written (same function as `python -m core upgrade`)
+            condition_counts = conditions_load.derive_and_audit(conn)
+            counts = live_counts(conn) | condition_counts
             counts["audit_runs"] += 2  # the two runs written below
             wrong_counts = [f"{table}: {counts.get(table)} loaded, {want} expected"
                             for table, want in bundle.expected_counts.items() if counts.get(table) != want]
