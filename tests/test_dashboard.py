@@ -462,3 +462,27 @@ def test_dashboard_source_strings_state_facts_only() -> None:
             if forbidden_language.find_violations(literal):
                 found[f"{path.name}: {literal}"] = forbidden_language.find_violations(literal)
     assert found == {}
+
+
+# --- 지급 조건 (condition slots) -----------------------------------------------------------------
+
+def test_conditions_section_for_the_default_selection(loaded_db: Database) -> None:
+    at = AppTest.from_file(APP, default_timeout=60).run()
+    assert not at.exception
+    assert any(element.value == "지급 조건" for element in at.subheader)
+    tables = [element.value for element in at.html if "<table class=\"inca-table inca-conditions\"" in element.value]
+    products = [product.label for product in catalog.products()][:params.DEFAULT_PRODUCT_LIMIT]
+    assert len(tables) == len(DEFAULT_CODES)
+    for markup in tables:
+        assert list(parse_table(markup).columns) == ["조건", *products]  # product columns in the chosen order
+    page = "\n".join(tables)
+    assert "원문에서 찾지 못함" in page and "없음<" not in page.replace("해당 담보 없음<", "")
+    # independent read: a FOUND phrase of the default selection printed in its raw name, straight from SQL
+    with psycopg.connect(loaded_db.admin.set(drivername="postgresql").render_as_string(hide_password=False)) as conn:
+        phrases = conn.execute(
+            "SELECT cp.phrase, ci.coverage_name_raw FROM condition_phrase cp JOIN condition_slot cs USING (instance_id, slot) "
+            "JOIN coverage_instance ci USING (instance_id) WHERE cs.status = 'FOUND' AND cp.source_kind = 'raw_name' "
+            "AND ci.coverage_code = ANY(%s)", (DEFAULT_CODES,)).fetchall()
+    assert phrases
+    for phrase, raw_name in phrases:
+        assert phrase in raw_name and f'<span class="text">{html.escape(phrase)}</span>' in page
