@@ -71,7 +71,7 @@ def _sources_dialog(coverage: Coverage, cells: Sequence[condition_slots.CellCond
 def conditions_section(cmp: Comparison) -> None:
     head, csv_col = st.columns([7, 1], vertical_alignment="bottom")
     head.subheader("지급 조건")
-    csv_col.download_button("CSV", lambda: exports.csv_bytes(cmp.conditions_frame()),
+    csv_col.download_button("조건 CSV", lambda: exports.csv_bytes(cmp.conditions_frame()),
                             file_name=f"{exports.file_stem(cmp)}_conditions.csv", mime=exports.CSV_MIME,
                             icon=":material/download:", key="download_conditions_csv", on_click="ignore",
                             help="지급 조건 표 (담보 × 조건 × 상품 한 줄씩, 문구는 원문 그대로)")
