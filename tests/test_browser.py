@@ -175,7 +175,7 @@ def test_compare_page_shows_core_compare(app_url: str, page: Any, loaded_db: Dat
     assert styles == ["line-through", "italic"]
     assert page.locator('[data-testid="stExpander"] details[open]').count() == 0  # evidence collapsed
     with page.expect_download(timeout=PAGE_TIMEOUT_MS) as download:
-        page.get_by_role("button", name="CSV").click()
+        page.get_by_role("button", name="CSV", exact=True).click()  # not 조건 CSV
     data = Path(download.value.path()).read_bytes()
     assert data.startswith(b"\xef\xbb\xbf")
     assert exports.read_csv(data).values.tolist() == rows

@@ -229,7 +229,9 @@ def downloads(monkeypatch: pytest.MonkeyPatch) -> dict[str, bytes]:
 
     def record(self: DeltaGenerator, label: str, data: Any, file_name: str | None = None, *args: Any,
                **kwargs: Any) -> Any:
-        captured[str(file_name).rsplit(".", 1)[-1]] = data() if callable(data) else data  # deferred: built on click
+        name = str(file_name)
+        key = "conditions_csv" if name.endswith("_conditions.csv") else name.rsplit(".", 1)[-1]
+        captured[key] = data() if callable(data) else data  # deferred: built on click
         return original(self, label, data, file_name, *args, **kwargs)
 
     monkeypatch.setattr(DeltaGenerator, "download_button", record)
@@ -243,13 +245,16 @@ def test_exports_are_exactly_the_shown_table(loaded_db: Database, downloads: dic
     assert data.startswith(b"\xef\xbb\xbf")  # UTF-8 BOM: Excel opens Korean text correctly
     assert_same_table(exports.read_csv(data), shown)
     workbook = pd.read_excel(io.BytesIO(downloads["xlsx"]), sheet_name=None, dtype=str, keep_default_na=False)
-    assert list(workbook) == ["비교표", "상세", "감사"]
+    assert list(workbook) == ["비교표", "상세", "지급 조건", "감사"]
     assert_same_table(workbook["비교표"], shown)
     detail = workbook["상세"]
     assert set(detail["status"]) <= set(STATUS_LABELS)
     expected = compare(["samsung_health_v1", "hanwha_health_v1", "db_health_v1"], ["A4210", "A4103", "A4104_1"])
     assert detail["display_text"].tolist() == expected.to_long_frame()["display_text"].tolist()
     assert "000만원" in detail["value_text"].tolist()  # text stays text: never turned into the number 0
+    conditions = expected.conditions_frame().fillna("").astype(str)
+    assert_same_table(workbook["지급 조건"], conditions)
+    assert_same_table(exports.read_csv(downloads["conditions_csv"]), conditions)
 
 
 # --- catalog and status --------------------------------------------------------------------------
