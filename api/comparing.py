@@ -7,7 +7,7 @@ cell listed with its own status, sentences only from `Comparison.explanations()`
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import cast
+from typing import Any, cast
 
 from api.errors import ApiError
 from api.schemas import (
@@ -16,6 +16,8 @@ from api.schemas import (
     CellStatus,
     CompareRequest,
     CompareResponse,
+    ConditionPhraseOut,
+    ConditionSlotOut,
     CoverageOut,
     EvidenceOut,
     InstanceOut,
@@ -23,7 +25,7 @@ from api.schemas import (
     ProductRef,
     StoredStatus,
 )
-from core import BROKEN, INTACT, catalog, selection
+from core import BROKEN, INTACT, catalog, condition_slots, selection
 from core.comparison import (
     CONFIRMED,
     STATUS_LABELS,
@@ -102,6 +104,24 @@ def _instance(instance: Instance, insurer_name: str, sentence: str) -> InstanceO
     )
 
 
+def _conditions(conditions: condition_slots.InstanceConditions, insurer_name: str, subject: str,
+                ) -> list[ConditionSlotOut]:
+    return [ConditionSlotOut(slot=slot.slot, label=slot.label, status=cast(Any, slot.status),
+                             status_label=slot.status_label,
+                             phrases=[ConditionPhraseOut(text=p.text, source_kind=cast(Any, p.source_kind),
+                                                         doc_type=p.doc_type, page=p.page, start=p.start, end=p.end,
+                                                         source=p.source, source_text=p.source_text)
+                                      for p in slot.phrases],
+                             sentence=condition_slots.sentence(insurer_name, subject, slot))
+            for slot in conditions.slots]
+
+
+def _with_conditions(out: list[InstanceOut], cell: condition_slots.CellConditions, coverage_name: str) -> None:
+    for instance_out, conditions in zip(out, cell.instances, strict=False):
+        subject = conditions.raw_name if len(cell.instances) > 1 else coverage_name
+        instance_out.conditions = _conditions(conditions, cell.product.insurer_name, subject)
+
+
 def _cell(position: int, product: catalog.Product, cell: Cell, sentences: list[str]) -> CellOut:
     only = cell.instances[0] if len(cell.instances) == 1 else None
     return CellOut(
@@ -131,6 +151,9 @@ def shape(comparison: Comparison) -> CompareResponse:
             cells=[_cell(n, product, cell, sentences.get((coverage.code, product.key), []))
                    for n, (product, cell) in enumerate(zip(comparison.products, cells, strict=True), start=1)],
         ))
+    for (coverage, condition_cells), coverage_out in zip(comparison.conditions(), coverages, strict=True):
+        for condition_cell, cell_out in zip(condition_cells, coverage_out.cells, strict=True):
+            _with_conditions(cell_out.instances, condition_cell, coverage.name)
     audit = comparison.audit
     return CompareResponse(
         products=products,

@@ -70,6 +70,33 @@ class EvidenceOut(BaseModel):
     source: str = Field(description="One-line citation: insurer · document type · page.")
 
 
+SlotStatus = Literal["FOUND", "CONFLICT", "NOT_FOUND"]
+
+
+class ConditionPhraseOut(BaseModel):
+    text: str = Field(description="The phrase exactly as printed (e.g. 최초 1회한, 1년50%): a verbatim span of its "
+                                  "source, never parsed, normalised or compared.")
+    source_kind: Literal["raw_name", "evidence"] = Field(
+        description="raw_name: a span of coverage_name_raw; evidence: a span of one of the coverage's snippets.")
+    doc_type: str | None = Field(description="Document type of the cited snippet; null for the raw name.")
+    page: int | None = Field(description="Page of the cited snippet, or null when unknown / the raw name.")
+    start: int = Field(description="0-based character offset of the phrase in its source text.")
+    end: int = Field(description="End offset (exclusive): text == source_text[start:end].")
+    source: str = Field(description="One-line citation, e.g. 약관 p.12 or 가입설계서 담보명.")
+    source_text: str = Field(description="The cited raw name or snippet (원문), verbatim.")
+
+
+class ConditionSlotOut(BaseModel):
+    slot: str = Field(description="waiting_period, reduction, payout_limit, renewal or entry_age.")
+    label: str = Field(description="The dashboard's Korean name of the slot (대기기간·면책, 감액, ...).")
+    status: SlotStatus = Field(description="FOUND (phrases that agree), CONFLICT (documents state different "
+                                           "things: every phrase listed, none picked) or NOT_FOUND (no text ties a "
+                                           "phrase to this coverage; shown as 원문에서 찾지 못함, never 없음).")
+    status_label: str = Field(description="원문 확인, 문서 상충 or 원문에서 찾지 못함.")
+    phrases: list[ConditionPhraseOut] = Field(description="The stored phrases in document order (empty for NOT_FOUND).")
+    sentence: str = Field(description="The fixed-template sentence for this slot (passes the forbidden-language check).")
+
+
 class InstanceOut(BaseModel):
     coverage_name_raw: str = Field(description="The coverage name exactly as the insurer prints it.")
     status: StoredStatus = Field(description="Stored status of this amount: CONFIRMED (printed in the proposal) "
@@ -84,6 +111,9 @@ class InstanceOut(BaseModel):
     supporting_evidence: list[EvidenceOut] = Field(
         description="Other snippets about this coverage (terms, summaries), verbatim; context only, never amounts.")
     explanation: str = Field(description="The fixed-template sentence for this coverage (core explanations).")
+    conditions: list[ConditionSlotOut] = Field(
+        default_factory=list, description="The coverage's condition slots as the audited load stored them, in slot "
+                                          "order (empty on a database not yet upgraded: `python -m core upgrade`).")
 
 
 class CellOut(BaseModel):

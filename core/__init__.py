@@ -9,6 +9,8 @@ The public API (a contract for the dashboard, the HTTP API and notebooks):
     cmp = core.compare(["samsung", "kb_health_v1"], ["A4200_1", "A4101"])
     cmp.to_frame(); cmp.to_long_frame(); cmp.explanations(); cmp.audit
     core.unmatched_coverages(["samsung"])        # coverages without a canonical code (no evidence)
+    cmp.conditions(); cmp.conditions_frame()      # condition slots (대기기간·감액·지급한도·갱신·가입나이)
+    core.conditions_of("samsung")                # one product's stored condition phrases
     core.status.collect()                        # lock, counts, database (and backup) health
     core.search.find_coverages("암 진단금")          # suggest codes for an insurer's or analyst's name
 
@@ -19,7 +21,7 @@ Amounts are `value_text` exactly as printed: never parsed, sorted, ranked or sum
 
 from __future__ import annotations
 
-from core import catalog, config, explain, forbidden_language, search, selection, status
+from core import catalog, condition_slots, config, explain, forbidden_language, search, selection, status
 from core.comparison import (
     CONFIRMED,
     NOT_AVAILABLE,
@@ -33,6 +35,7 @@ from core.comparison import (
     compare,
     unmatched_coverages,
 )
+from core.condition_slots import conditions_of
 from core.errors import (
     AuditFailed,
     ConfigError,
@@ -74,6 +77,8 @@ __all__ = [
     "StatusReport",
     "catalog",
     "compare",
+    "condition_slots",
+    "conditions_of",
     "config",
     "explain",
     "find_violations",

@@ -19,7 +19,7 @@ from typing import Any, NamedTuple
 import pandas as pd
 from psycopg.rows import namedtuple_row
 
-from core import catalog, db, explain, selection
+from core import catalog, condition_slots, db, explain, selection
 from core.lock import LOCK_PARAMS, LOCK_QUERY, lock_from_row
 from core.selection import Selection
 
@@ -117,6 +117,8 @@ class Comparison:
     unmatched: dict[str, tuple[Instance, ...]]
     audit: AuditLineage
     notes: tuple[str, ...] = field(default_factory=tuple)
+    #: the stored condition slots of the cells' instances (core/condition_slots.py; None before schema 011)
+    slots: condition_slots.ConditionsIndex | None = None
 
     def cell(self, coverage_code: str, product_key: str) -> Cell:
         return self.cells[(coverage_code, product_key)]
@@ -152,6 +154,18 @@ class Comparison:
                                     "evidence_source": evidence.source(product.insurer_name) if evidence else None,
                                     "evidence_snippet": evidence.snippet if evidence else None})
         return pd.DataFrame(records)
+
+    def conditions(self) -> list[tuple[catalog.Coverage, list[condition_slots.CellConditions]]]:
+        """Per coverage, per product in the chosen order, per instance: its slots (status and verbatim
+        phrases with their source), as the audited load stored them."""
+        return [(coverage, [condition_slots.CellConditions(product, condition_slots.for_instances(
+                    self.slots, coverage.code, product.key, [instance.raw_name for instance in cell.instances]))
+                  for product, cell in zip(self.products, cells, strict=True)])
+                for coverage, cells in self.rows()]
+
+    def conditions_frame(self) -> pd.DataFrame:
+        """One row per coverage x slot x product (x raw coverage when several): status, phrases, sources."""
+        return condition_slots.comparison_frame(self.conditions())
 
     def unmatched_frame(self) -> pd.DataFrame:
         """The chosen products' coverages without a canonical code, in product order."""
@@ -360,6 +374,9 @@ def compare(products: Selection | Sequence[str] | str, coverage_codes: Sequence[
     with db.read() as conn:
         chosen, lock_row, rows, unmatched_rows = _fetch(conn, asked, with_unmatched)
         lock = lock_from_row(conn, lock_row)
+        every_code = (asked.coverages if isinstance(asked, Selection) else asked.codes) is None
+        slots = condition_slots.fetch(conn, chosen.product_keys, _CODES_FILTER[(every_code, False)],
+                                      None if every_code else list(chosen.codes or ()))  # same snapshot
     found: dict[tuple[str, str], list[Any]] = {}
     unmatched: dict[str, list[Any]] = {}
     for row in rows + unmatched_rows:
@@ -377,4 +394,4 @@ def compare(products: Selection | Sequence[str] | str, coverage_codes: Sequence[
     audit = AuditLineage(lock.audit_run_id, lock.audit_status, lock.freeze_tag, lock.git_commit, lock.state,
                          lock.intact, lock.verified_at, lock.reason)
     return Comparison(chosen.products, wanted, cells,
-                      {key: _in_display_order(value) for key, value in unmatched.items()}, audit)
+                      {key: _in_display_order(value) for key, value in unmatched.items()}, audit, slots=slots)

@@ -525,3 +525,27 @@ def test_production_refuses_to_start_with_unsafe_settings(tmp_path: Path, env: d
     assert "refusing to start" in output and why in output
     assert "short-secret" not in output and SECRET not in output and "CHANGE_ME" not in output
     assert "Traceback" not in output
+
+
+def test_compare_carries_the_condition_slots(client: httpx.Client, loaded_db: Database) -> None:
+    answer = post(client, {"products": [{"insurer": "heungkuk"}, {"insurer": "samsung"}],
+                           "target_coverages": [{"coverage_code": "A4102"}, {"coverage_code": "A4200_1"}]})
+    assert answer.status_code == 200, answer.text
+    expected = comparison.compare(["heungkuk_health_v1", "samsung_health_v1"], ["A4102", "A4200_1"]).conditions()
+    body = answer.json()
+    seen_found = False
+    for (_coverage, cells), coverage_out in zip(expected, body["coverages"], strict=True):
+        for cell, cell_out in zip(cells, coverage_out["cells"], strict=True):
+            for instance, instance_out in zip(cell.instances, cell_out["instances"], strict=True):
+                slots = instance_out["conditions"]
+                assert [s["slot"] for s in slots] == ["waiting_period", "reduction", "payout_limit", "renewal",
+                                                      "entry_age"]
+                for slot, slot_out in zip(instance.slots, slots, strict=True):
+                    assert slot_out["status"] == slot.status
+                    assert [p["text"] for p in slot_out["phrases"]] == [p.text for p in slot.phrases]
+                    for phrase in slot_out["phrases"]:
+                        assert phrase["source_text"][phrase["start"]:phrase["end"]] == phrase["text"]
+                    if slot.status == "NOT_FOUND":
+                        assert slot_out["status_label"] == "원문에서 찾지 못함" and not slot_out["phrases"]
+                    seen_found |= slot.status == "FOUND"
+    assert seen_found

@@ -179,7 +179,7 @@ def test_compare_page_shows_the_datasets_amounts(app_url: str, page: Any, loaded
     assert styles == ["line-through", "italic"]
     assert page.locator('[data-testid="stExpander"] details[open]').count() == 0  # evidence collapsed
     with page.expect_download(timeout=PAGE_TIMEOUT_MS) as download:
-        page.get_by_role("button", name="CSV").click()
+        page.get_by_role("button", name="CSV", exact=True).click()  # not 조건 CSV
     data = Path(download.value.path()).read_bytes()
     assert data.startswith(b"\xef\xbb\xbf")
     assert exports.read_csv(data).values.tolist() == rows
@@ -215,3 +215,16 @@ def test_catalog_and_status_pages_render(app_url: str, page: Any, loaded_db: Dat
     page.wait_for_selector('[data-testid="stVegaLiteChart"] canvas, [data-testid="stVegaLiteChart"] svg',
                            timeout=PAGE_TIMEOUT_MS)
     screenshot(page, "status.png")
+
+
+def test_conditions_section_renders(app_url: str, page: Any, loaded_db: Database) -> None:
+    open_and_wait(page, app_url + "/", "table.inca-conditions")
+    tables = page.locator("table.inca-conditions")
+    assert tables.count() == len(params.DEFAULT_CODES)
+    header = page.evaluate("() => Array.from(document.querySelectorAll('table.inca-conditions')[0]"
+                           ".querySelectorAll('thead th'), (th) => th.textContent)")
+    products = [product.label for product in catalog.products()][:params.DEFAULT_PRODUCT_LIMIT]
+    assert header == ["조건", *products]
+    assert page.locator("table.inca-conditions .s-NOT_FOUND").count() > 0
+    assert page.locator('[data-testid="stException"]').count() == 0
+    tables.first.screenshot(path=str(ARTIFACTS / "compare_conditions.png"))

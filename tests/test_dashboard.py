@@ -254,7 +254,9 @@ def downloads(monkeypatch: pytest.MonkeyPatch) -> dict[str, bytes]:
 
     def record(self: DeltaGenerator, label: str, data: Any, file_name: str | None = None, *args: Any,
                **kwargs: Any) -> Any:
-        captured[str(file_name).rsplit(".", 1)[-1]] = data() if callable(data) else data  # deferred: built on click
+        name = str(file_name)
+        key = "conditions_csv" if name.endswith("_conditions.csv") else name.rsplit(".", 1)[-1]
+        captured[key] = data() if callable(data) else data  # deferred: built on click
         return original(self, label, data, file_name, *args, **kwargs)
 
     monkeypatch.setattr(DeltaGenerator, "download_button", record)
@@ -270,7 +272,7 @@ def test_exports_are_exactly_the_shown_table(loaded_db: Database, downloads: dic
     assert data.startswith(b"\xef\xbb\xbf")  # UTF-8 BOM: Excel opens Korean text correctly
     assert_same_table(exports.read_csv(data), shown)
     workbook = pd.read_excel(io.BytesIO(downloads["xlsx"]), sheet_name=None, dtype=str, keep_default_na=False)
-    assert list(workbook) == ["비교표", "상세", "감사"]
+    assert list(workbook) == ["비교표", "상세", "지급 조건", "감사"]
     assert_same_table(workbook["비교표"], shown)
     detail = workbook["상세"]
     assert set(detail["status"]) <= set(STATUS_LABELS)
@@ -279,6 +281,9 @@ def test_exports_are_exactly_the_shown_table(loaded_db: Database, downloads: dic
                 for card in (facts.cards_for(key, code) or [None])]
     assert detail["display_text"].tolist() == expected
     assert "000만원" in detail["value_text"].tolist()  # text stays text: never turned into the number 0
+    conditions = expected.conditions_frame().fillna("").astype(str)
+    assert_same_table(workbook["지급 조건"], conditions)
+    assert_same_table(exports.read_csv(downloads["conditions_csv"]), conditions)
 
 
 # --- catalog and status --------------------------------------------------------------------------
@@ -491,3 +496,27 @@ def test_dashboard_source_strings_state_facts_only() -> None:
             if forbidden_language.find_violations(literal):
                 found[f"{path.name}: {literal}"] = forbidden_language.find_violations(literal)
     assert found == {}
+
+
+# --- 지급 조건 (condition slots) -----------------------------------------------------------------
+
+def test_conditions_section_for_the_default_selection(loaded_db: Database) -> None:
+    at = AppTest.from_file(APP, default_timeout=60).run()
+    assert not at.exception
+    assert any(element.value == "지급 조건" for element in at.subheader)
+    tables = [element.value for element in at.html if "<table class=\"inca-table inca-conditions\"" in element.value]
+    products = [product.label for product in catalog.products()][:params.DEFAULT_PRODUCT_LIMIT]
+    assert len(tables) == len(DEFAULT_CODES)
+    for markup in tables:
+        assert list(parse_table(markup).columns) == ["조건", *products]  # product columns in the chosen order
+    page = "\n".join(tables)
+    assert "원문에서 찾지 못함" in page and "없음<" not in page.replace("해당 담보 없음<", "")
+    # independent read: a FOUND phrase of the default selection printed in its raw name, straight from SQL
+    with psycopg.connect(loaded_db.admin.set(drivername="postgresql").render_as_string(hide_password=False)) as conn:
+        phrases = conn.execute(
+            "SELECT cp.phrase, ci.coverage_name_raw FROM condition_phrase cp JOIN condition_slot cs USING (instance_id, slot) "
+            "JOIN coverage_instance ci USING (instance_id) WHERE cs.status = 'FOUND' AND cp.source_kind = 'raw_name' "
+            "AND ci.coverage_code = ANY(%s)", (DEFAULT_CODES,)).fetchall()
+    assert phrases
+    for phrase, raw_name in phrases:
+        assert phrase in raw_name and f'<span class="text">{html.escape(phrase)}</span>' in page

@@ -55,8 +55,10 @@ def _migrate(args: argparse.Namespace) -> int:
 def _upgrade(args: argparse.Namespace) -> int:
     from core.ops import upgrade
 
-    for name, outcome in upgrade.upgrade():
-        print(f"{name}: {outcome or 'already up to date; nothing changed'}")
+    result = upgrade.upgrade()
+    print(result.message)
+    if result.changed:
+        print(f"audit run {result.audit_run_id}  rows {result.counts}  fingerprint {result.fingerprint}")
     return 0
 
 
@@ -77,7 +79,7 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, Handler]]:
     commands.add_parser("migrate", help="apply pending schema files (load does this too)")
     handlers["migrate"] = _migrate
 
-    commands.add_parser("upgrade", help="record what an earlier version's load did not (the full lock); idempotent")
+    commands.add_parser("upgrade", help="add what an earlier version's load did not record (condition slots, the full lock)")
     handlers["upgrade"] = _upgrade
 
     backup_cli.register(commands, handlers)

@@ -22,7 +22,7 @@ from core import config, db
 from core.amounts import is_placeholder_amount
 from core.errors import AuditFailed, DatasetMismatch
 from core.inventory import applied_version, live_counts, loaded_run
-from core.ops import lock_record, migrate
+from core.ops import conditions_load, lock_record, migrate
 from core.ops.dataset import COLUMNS, PROPOSAL, TABLE_ORDER, LoadBundle, fields, read_bundle
 
 LOAD_AUDIT_NAME = "inca_load_audit"
@@ -306,7 +306,9 @@ def load_bundle(bundle: LoadBundle, engine: Engine, progress: Progress | None = 
                 raise AuditFailed(f"the database refused a row ({error.diag.constraint_name or error.sqlstate}: "
                                   f"{error.diag.message_primary}); nothing was loaded", [str(error)]) from None
             mismatches = [f"{name}: {value!r} {reason}" for name, value, reason in conn.execute(_POST_AUDIT_SQL)]
-            counts = live_counts(conn)
+            # condition slots from the rows just written (same function as `python -m core upgrade`)
+            condition_counts = conditions_load.derive_and_audit(conn)
+            counts = live_counts(conn) | condition_counts
             counts["audit_runs"] += 2  # the two runs written below
             # The load records its lock (schema 008): saying so in its audit means a deleted record reads as
             # BROKEN, never as a database loaded before the record existed.

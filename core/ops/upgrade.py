@@ -1,30 +1,57 @@
-"""`python -m core upgrade`: derived data for a database loaded by an earlier version, audited and idempotent.
+"""`python -m core upgrade`: what a database loaded by an earlier version lacks, added once, audited.
 
-Each step runs in its own transaction opened like the audited load (the load's advisory lock and
-gate), touches no amount fact, records an `audit_runs` row of kind 'upgrade' when it changes anything,
-and leaves the amount fingerprint verifiable. Running it again changes nothing.
+One transaction, opened like the audited load (the load's advisory lock, then the gate), after the lock
+as recorded so far is proven INTACT (an upgrade never launders a change into a new record):
+1. every pending derivation step of UPGRADE_STEPS writes the rows it derives from the locked rows
+   already there (condition slots, evidence findings) and audits them; no step touches an amount
+   fact: the amount fingerprint is computed before and after and must not move;
+2. one `audit_runs` row of kind 'upgrade' records what was done;
+3. the full lock is recorded (schema 008) over every locked relation, new ones included, so the
+   result is exactly what a fresh load of this version records.
+Idempotent: with nothing pending and the lock fully recorded, nothing is written at all.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from sqlalchemy import Connection, text
+from sqlalchemy import Connection, Engine, text
 
 from core import db, lock
-from core.errors import LockBroken, SchemaMissing
+from core.errors import AuditFailed, LockBroken, SchemaMissing
 from core.inventory import live_counts
-from core.ops import lock_record, migrate
+from core.ops import conditions_load, lock_record, migrate
 from core.ops.loader import _LOAD_LOCK_KEY
 
-UPGRADE_AUDIT_NAME = "inca_upgrade"
-#: one step: (name, function of the step's transaction returning what it did, or None when nothing was needed)
-Step = tuple[str, Callable[[Connection], str | None]]
+UPGRADE_AUDIT_NAME = "inca_upgrade_audit"
 
 
-def _record_upgrade_run(conn: Connection, step: str, load: lock.LockState) -> str:
+@dataclass(frozen=True)
+class UpgradeStep:
+    name: str
+    needed: Callable[[Connection], bool]  # True when the database lacks what the step derives
+    run: Callable[[Connection], dict[str, int]]  # writes and audits; returns row counts written
+
+
+UPGRADE_STEPS: tuple[UpgradeStep, ...] = (
+    UpgradeStep("condition_slots", conditions_load.missing, conditions_load.derive_and_audit),
+)
+
+
+@dataclass(frozen=True)
+class UpgradeResult:
+    changed: bool
+    message: str
+    steps: tuple[str, ...]
+    counts: dict[str, int]
+    fingerprint: str | None
+    audit_run_id: str | None
+
+
+def _record_upgrade_run(conn: Connection, steps: list[str], written: dict[str, int], load: lock.LockState) -> str:
     counts = live_counts(conn)
     counts["audit_runs"] += 1  # this run
     return str(conn.execute(
@@ -34,50 +61,50 @@ def _record_upgrade_run(conn: Connection, step: str, load: lock.LockState) -> st
             VALUES ('upgrade', :name, 'PASS', :tag, :commit, :now, :rows, CAST(:counts AS jsonb), :fingerprint, :load)
             RETURNING audit_run_id
         """),
-        {"name": f"{UPGRADE_AUDIT_NAME}:{step}", "tag": load.freeze_tag, "commit": load.git_commit,
-         "now": datetime.now(UTC), "rows": counts["amount_fact"], "counts": json.dumps(counts),
+        {"name": UPGRADE_AUDIT_NAME, "tag": load.freeze_tag, "commit": load.git_commit, "now": datetime.now(UTC),
+         "rows": counts["amount_fact"], "counts": json.dumps(counts | {"steps": steps, "written": written}),
          "fingerprint": load.recorded_fingerprint, "load": load.audit_run_id},
     ).scalar_one())
 
 
-def record_full_lock(conn: Connection) -> str | None:
-    """Record every locked relation's digest, once the lock as recorded so far is proven intact.
-
-    What it records is what the database holds now: it can only vouch for what the earlier record
-    proves (the amounts and the row counts for a database loaded before schema 008), so it refuses a
-    lock that is not INTACT rather than launder a change into a new record.
-    """
+def _upgrade_in(conn: Connection) -> UpgradeResult:
     state = lock.read_lock(conn, fresh=True)
     if state.state == lock.UNLOADED:
-        raise SchemaMissing("nothing to upgrade: the database was never loaded; run `python -m core load`")
+        raise SchemaMissing("nothing to upgrade: the database was never loaded; run `python -m core load` "
+                            "(it includes every step)")
     if state.state != lock.INTACT:
-        raise LockBroken(f"upgrade refused: the lock is {state.state} ({state.reason}); nothing was recorded. "
+        raise LockBroken(f"upgrade refused: the lock is {state.state} ({state.reason}); nothing was changed. "
                          "Restore a verified backup (docs/operations.md)")
-    if state.scope == lock.FULL and not state.not_covered:
-        return None
-    assert state.audit_run_id is not None
+    pending = [step for step in UPGRADE_STEPS if step.needed(conn)]
+    lock_pending = state.scope != lock.FULL or bool(state.not_covered)
+    if not pending and not lock_pending:
+        return UpgradeResult(False, "up to date; nothing changed", (), {}, None, None)
+    before = conn.execute(text("SELECT inca_amount_fact_fingerprint()")).scalar_one()
     conn.execute(text("SELECT inca_open_audited_load()"))
-    run = _record_upgrade_run(conn, "lock", state)
+    written: dict[str, int] = {}
+    for step in pending:
+        written |= step.run(conn)
+    after = conn.execute(text("SELECT inca_amount_fact_fingerprint()")).scalar_one()
+    if after != before:
+        raise AuditFailed("upgrade audit failed: the amount fingerprint moved; nothing was changed",
+                          [f"before {before}", f"after {after}"])
+    names = [step.name for step in pending] + ["lock"]
+    assert state.audit_run_id is not None
+    run = _record_upgrade_run(conn, names, written, state)
     digest = lock_record.record_lock(conn, run, state.audit_run_id)
-    covered = ", ".join(state.not_covered) if state.scope == lock.FULL else "every locked relation"
-    return f"lock recorded for {covered} (lock digest {digest[:16]}…, audit run {run})"
+    return UpgradeResult(True, f"upgraded ({', '.join(names)}); audit PASS; amount fingerprint unchanged; "
+                               f"lock recorded for every locked relation (lock digest {digest[:16]}…)",
+                         tuple(names), written, after, run)
 
 
-UPGRADE_STEPS: tuple[Step, ...] = (
-    ("lock", record_full_lock),
-)
-
-
-def upgrade() -> list[tuple[str, str | None]]:
-    """Migrate, then run every step in its own audited transaction; returns (step, what it did)."""
-    engine = db.admin_engine()
-    done: list[tuple[str, str | None]] = []
+def upgrade(engine: Engine | None = None) -> UpgradeResult:
+    """Migrate, then add what is pending in one audited transaction (see the module docstring)."""
+    engine = engine or db.admin_engine()
     with db.translate_errors(engine.url):
         with engine.begin() as conn:
             migrate.apply(conn)
-        for name, step in UPGRADE_STEPS:
-            with engine.begin() as conn:
-                conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _LOAD_LOCK_KEY})
-                done.append((name, step(conn)))
+        with engine.begin() as conn:
+            conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _LOAD_LOCK_KEY})  # never beside a load
+            result = _upgrade_in(conn)
     lock.forget_cached_fingerprints()
-    return done
+    return result

@@ -9,7 +9,7 @@ import streamlit as st
 
 from core import catalog
 from core.comparison import Comparison
-from dashboard.lib import data, exports, params, search_box, table
+from dashboard.lib import conditions_view, data, exports, params, search_box, table
 from dashboard.lib.text import md
 
 PRODUCTS_KEY, CODES_KEY, CATEGORIES_KEY = "sel_products", "sel_codes", "sel_categories"
@@ -159,5 +159,6 @@ def render() -> None:
     lock_alert(cmp)
     comparison_section(cmp)
     explanations_section(cmp)
+    conditions_view.conditions_section(cmp)
     unmatched_section(cmp, cmp.unmatched_frame())
     audit_footer(cmp)

@@ -4,7 +4,9 @@
   the chosen order, each cell's display text), UTF-8 with a BOM so Excel opens Korean correctly.
 - XLSX (XlsxWriter): sheet "비교표" is that same wide table; sheet "상세" is the long form
   (`to_long_frame()`: one row per cell and raw coverage with its status column, value_text and
-  evidence); sheet "감사" is the audit lineage. Every value is written as text, never converted
+  evidence); sheet "지급 조건" is `conditions_frame()` (one row per coverage x condition slot x product,
+  phrases verbatim with their sources; also offered alone as a CSV); sheet "감사" is the audit
+  lineage. Every value is written as text, never converted
   to a number or a formula.
 """
 
@@ -46,6 +48,7 @@ def xlsx_bytes(cmp: Comparison) -> bytes:
     with pd.ExcelWriter(buffer, engine="xlsxwriter", engine_kwargs={"options": _XLSX_OPTIONS}) as writer:
         _write(writer, cmp.to_frame(), "비교표", {0: 11, 1: 22})
         _write(writer, cmp.to_long_frame(), "상세", {12: 60})
+        _write(writer, cmp.conditions_frame(), "지급 조건", {10: 30, 11: 18, 12: 60})
         _write(writer, audit, "감사", {0: 26, 1: 70})
     return buffer.getvalue()
 

@@ -1,0 +1,242 @@
+"""Condition slots as stored by the audited load (schema 011), for the comparison and notebooks.
+
+Read side only. A phrase is shown exactly as stored: never parsed, normalised, ranked, summed or
+compared; the only sentences about a slot come from the fixed TEMPLATES below and pass the
+forbidden-language check.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from typing import Any, NamedTuple
+
+import pandas as pd
+from sqlalchemy import Connection
+
+from core import catalog, db, explain
+from core.conditions.slots import CONFLICT, FOUND, LABELS, NOT_FOUND, SLOTS, STATUS_LABELS
+from core.errors import SelectionError
+from core.forbidden_language import validate_text
+
+__all__ = ["TEMPLATES", "CellConditions", "ConditionPhrase", "InstanceConditions", "SlotConditions", "comparison_frame",
+           "conditions_of", "sentence"]
+
+RAW_NAME_SOURCE = "가입설계서 담보명"
+
+
+class ConditionPhrase(NamedTuple):
+    """One stored phrase: `text == source_text[start:end]` (checked by the load's audit)."""
+
+    text: str
+    source_kind: str  # raw_name | evidence
+    doc_type: str | None
+    page: int | None
+    start: int
+    end: int
+    source_text: str  # the raw name or the cited snippet (원문), verbatim
+
+    @property
+    def source(self) -> str:
+        """`약관 p.12`; `가입설계서 담보명` for a phrase of the raw name."""
+        if self.source_kind == "raw_name":
+            return RAW_NAME_SOURCE
+        return f"{self.doc_type} p.{self.page}" if self.page else f"{self.doc_type} 쪽 미상"
+
+
+class SlotConditions(NamedTuple):
+    slot: str
+    status: str  # FOUND | CONFLICT | NOT_FOUND
+    phrases: tuple[ConditionPhrase, ...]
+
+    @property
+    def label(self) -> str:
+        return LABELS[self.slot]
+
+    @property
+    def status_label(self) -> str:
+        return STATUS_LABELS[self.status]
+
+
+class InstanceConditions(NamedTuple):
+    """Every slot of one coverage instance, in SLOTS order."""
+
+    raw_name: str
+    slots: tuple[SlotConditions, ...]
+
+
+# One row per (instance, slot) with its phrases as parallel arrays in stored order. `{codes}` is one
+# of compare's constant filters; the instance columns are those compare orders its cells by.
+CONDITIONS_SQL = """
+    SELECT p.product_key, ci.coverage_code, ci.coverage_name_raw, af.status, ci.variant_id::text, cs.slot, cs.status,
+           ph.texts, ph.kinds, ph.doc_types, ph.pages, ph.starts, ph.ends, ph.sources
+    FROM product p
+    JOIN coverage_instance ci ON ci.product_id = p.product_id
+    JOIN amount_fact af ON af.instance_id = ci.instance_id
+    JOIN condition_slot cs ON cs.instance_id = ci.instance_id
+    LEFT JOIN LATERAL (
+        SELECT array_agg(cp.phrase ORDER BY cp.ordinal) AS texts, array_agg(cp.source_kind ORDER BY cp.ordinal) AS kinds,
+               array_agg(cp.doc_type ORDER BY cp.ordinal) AS doc_types, array_agg(cp.page ORDER BY cp.ordinal) AS pages,
+               array_agg(cp.start_pos ORDER BY cp.ordinal) AS starts, array_agg(cp.end_pos ORDER BY cp.ordinal) AS ends,
+               array_agg(coalesce(e.snippet, ci.coverage_name_raw) ORDER BY cp.ordinal) AS sources
+        FROM condition_phrase cp LEFT JOIN evidence_ref e ON e.evidence_id = cp.evidence_id
+        WHERE cp.instance_id = cs.instance_id AND cp.slot = cs.slot
+    ) AS ph ON cs.status <> 'NOT_FOUND'
+    WHERE p.product_key = ANY(CAST(%(product_keys)s AS text[])) AND {codes}
+"""
+_HAS_TABLE = "SELECT to_regclass('public.condition_slot') IS NOT NULL"
+_SLOT_INDEX = {slot: index for index, slot in enumerate(SLOTS)}
+
+#: (code, product key, raw name) -> that raw name's instances in (amount status, variant) order, which
+#: is how compare orders a cell's instances after the raw name (core.comparison._display_key)
+ConditionsIndex = dict[tuple[str | None, str, str], list[InstanceConditions]]
+
+
+def fetch(conn: Any, product_keys: list[str], codes_filter: str, codes: list[str] | None) -> ConditionsIndex | None:
+    """The stored slots of the instances compare shows (None: the schema has no slots table yet).
+
+    `conn` is compare's reading connection: the query runs in its REPEATABLE READ snapshot, so the
+    slots belong to the same load as the amounts.
+    """
+    driver = conn.connection.driver_connection
+    with driver.cursor(binary=True) as cursor:
+        if not cursor.execute(_HAS_TABLE).fetchone()[0]:
+            return None
+        rows = cursor.execute(CONDITIONS_SQL.format(codes=codes_filter),  # constant fragments only
+                              {"product_keys": product_keys, "codes": codes or []}).fetchall()
+    return index_rows(rows)
+
+
+def index_rows(rows: Sequence[Sequence[Any]]) -> ConditionsIndex:
+    by_instance: dict[tuple[Any, ...], list[SlotConditions]] = {}
+    for row in rows:
+        phrases = ()
+        if row[7] is not None:
+            phrases = tuple(map(ConditionPhrase._make, zip(*row[7:14], strict=True)))
+        by_instance.setdefault(tuple(row[:5]), []).append(SlotConditions(row[5], row[6], phrases))
+    index: ConditionsIndex = {}
+    for key in sorted(by_instance, key=lambda k: (k[3], k[4] or "")):
+        slots = tuple(sorted(by_instance[key], key=lambda s: _SLOT_INDEX[s.slot]))
+        index.setdefault((key[1], key[0], key[2]), []).append(InstanceConditions(key[2], slots))
+    return index
+
+
+def for_instances(index: ConditionsIndex | None, code: str | None, product_key: str,
+                  raw_names: Sequence[str]) -> tuple[InstanceConditions, ...]:
+    """The slots of a cell's instances (given by raw name, in the cell's order); an instance without
+    stored slots (a database not yet upgraded) gets `slots == ()`."""
+    taken: dict[str, int] = {}
+    found = []
+    for name in raw_names:
+        same = (index or {}).get((code, product_key, name), [])
+        position = taken.get(name, 0)
+        taken[name] = position + 1
+        found.append(same[position] if position < len(same) else InstanceConditions(name, ()))
+    return tuple(found)
+
+
+class CellConditions(NamedTuple):
+    """One product's instances under one coverage (empty: the product has no such coverage)."""
+
+    product: catalog.Product
+    instances: tuple[InstanceConditions, ...]
+
+
+NOT_AVAILABLE, NOT_AVAILABLE_TEXT = "NOT_AVAILABLE", "해당 담보 없음"
+NOT_STORED_TEXT = "조건 미적재 (python -m core upgrade)"
+COMPARISON_COLUMNS = ["coverage_code", "coverage_name", "slot", "slot_label", "product_position", "product_key",
+                      "insurer", "coverage_name_raw", "status", "status_label", "phrases", "sources", "sentence"]
+
+
+def comparison_frame(conditions: Sequence[tuple[catalog.Coverage, Sequence[CellConditions]]]) -> pd.DataFrame:
+    """One row per coverage x slot x product (x raw coverage when several), products in the given order.
+
+    `phrases` and `sources` hold one line per stored phrase, verbatim and in stored order.
+    """
+    records = []
+    for coverage, cells in conditions:
+        for slot_name in SLOTS:
+            for position, cell in enumerate(cells, start=1):
+                base = [coverage.code, coverage.name, slot_name, LABELS[slot_name], position, cell.product.key,
+                        cell.product.insurer_name]
+                if not cell.instances:
+                    records.append([*base, None, NOT_AVAILABLE, NOT_AVAILABLE_TEXT, None, None, None])
+                for instance in cell.instances:
+                    slot = next((s for s in instance.slots if s.slot == slot_name), None)
+                    if slot is None:
+                        records.append([*base, instance.raw_name, None, NOT_STORED_TEXT, None, None, None])
+                        continue
+                    subject = instance.raw_name if len(cell.instances) > 1 else coverage.name
+                    records.append([*base, instance.raw_name, slot.status, slot.status_label,
+                                    "\n".join(p.text for p in slot.phrases) or None,
+                                    "\n".join(p.source for p in slot.phrases) or None,
+                                    sentence(cell.product.insurer_name, subject, slot)])
+    return pd.DataFrame(records, columns=COMPARISON_COLUMNS)
+
+
+# --- fixed sentences ---------------------------------------------------------------------------
+
+TEMPLATES: dict[str, str] = {
+    FOUND: "{insurer}의 {coverage}{은/는} {slot} 조건이 원문에 ‘{phrases}’{으로/로} 기재되어 있습니다.",
+    CONFLICT: "{insurer}의 {coverage}{은/는} {slot} 조건이 문서마다 다르게 기재되어 있습니다(문서 상충).",
+    NOT_FOUND: "{insurer}의 {coverage}{은/는} {slot} 조건이 원문에서 확인되지 않았습니다.",
+}
+_TRAILING_BRACKETS = re.compile(r"(?:\s*(?:\([^()]*\)|\[[^\[\]]*\]))+\s*$")
+
+
+def _particle(word: str, with_batchim: str, without_batchim: str) -> str:
+    # After a bracketed qualifier the particle follows the word before the bracket: 진단비(갑상선암)는
+    return explain.particle(_TRAILING_BRACKETS.sub("", word) or word, with_batchim, without_batchim)
+
+
+def sentence(insurer_name: str, coverage_name: str, slot: SlotConditions) -> str:
+    """The fixed sentence for one slot of one insurer's coverage, validated before return."""
+    # verbatim, in stored order; a text printed in several places is named once (exact equality only)
+    phrases = " / ".join(dict.fromkeys(phrase.text for phrase in slot.phrases))
+    text = TEMPLATES[slot.status].format_map({
+        "insurer": insurer_name, "coverage": coverage_name, "slot": slot.label, "phrases": phrases,
+        "은/는": _particle(coverage_name, "은", "는"),
+        "으로/로": explain.particle(phrases, "으로", "로") if phrases else "",
+    })
+    return validate_text(text)
+
+
+# --- notebooks: one product's conditions ---------------------------------------------------------
+
+FRAME_COLUMNS = ["coverage_code", "coverage_name_raw", "slot", "slot_label", "status", "status_label", "phrase",
+                 "source", "start", "end"]
+_PRODUCT_SQL = CONDITIONS_SQL.replace("p.product_key = ANY(CAST(%(product_keys)s AS text[])) AND {codes}",
+                                    "p.product_key = %(product_key)s")
+
+
+def _resolve(conn: Connection, product: str) -> catalog.Product:
+    value = str(product).strip()
+    known = catalog._products(conn)
+    matches = [p for p in known if value in (p.key, p.insurer_key, p.insurer_name)]
+    if len(matches) == 1:
+        return matches[0]
+    options = [p.key for p in (matches or known)]
+    if matches:
+        raise SelectionError(f"{value!r} has {len(matches)} products; name one of: {', '.join(options)}",
+                             bad_value=value, suggestions=options)
+    raise SelectionError(f"unknown product or insurer {value!r}; known: {', '.join(options[:8])}",
+                         bad_value=value, suggestions=options[:3])
+
+
+def conditions_of(product: str) -> pd.DataFrame:
+    """Every stored condition of one product (key, insurer key or name): one row per phrase, one row
+    per NOT_FOUND slot; coverages in code then raw-name order, slots in SLOTS order."""
+    with db.read() as conn:
+        chosen = _resolve(conn, product)
+        if not conn.exec_driver_sql(_HAS_TABLE).scalar_one():
+            raise SelectionError("this database has no condition slots yet: run `python -m core upgrade`")
+        rows = conn.exec_driver_sql(_PRODUCT_SQL, {"product_key": chosen.key}).all()
+    records = []
+    for row in sorted(rows, key=lambda r: (r[1] or "\uffff", r[2], r[3], r[4] or "", _SLOT_INDEX[r[5]])):
+        slot = SlotConditions(row[5], row[6], () if row[7] is None else
+                              tuple(map(ConditionPhrase._make, zip(*row[7:14], strict=True))))
+        base = [row[1], row[2], slot.slot, slot.label, slot.status, slot.status_label]
+        if not slot.phrases:
+            records.append([*base, None, None, None, None])
+        records += [[*base, p.text, p.source, p.start, p.end] for p in slot.phrases]
+    return pd.DataFrame(records, columns=FRAME_COLUMNS)
