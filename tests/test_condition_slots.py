@@ -18,9 +18,9 @@ from core.condition_slots import ConditionPhrase, SlotConditions, sentence
 from core.conditions import SLOTS
 from core.conditions.extract import conditions_for_card, read_evidence_pack
 from core.errors import AuditFailed, SchemaMissing, SelectionError
-from core.lock import FINGERPRINTED_TABLES, _witness
 from core.ops import conditions_load, loader, migrate, upgrade
 from core.ops.cli import main
+from core.status import collect
 from tests.conftest import PROJECT, Database
 
 DATASET = PROJECT / "data" / "dataset"
@@ -104,20 +104,17 @@ def test_writes_outside_the_load_are_refused(loaded_db: Database, statement: str
         conn.execute(statement)
 
 
-def test_a_changed_phrase_is_seen_by_the_witness(fresh_loaded_db: Database) -> None:
-    assert {"condition_slot", "condition_phrase"} <= set(FINGERPRINTED_TABLES)
-    engine = db.admin_engine()
-    with engine.connect() as conn:
-        counts = conn.execute(text("SELECT counts FROM audit_runs WHERE kind = 'load'")).scalar_one()
-        assert counts["condition_phrase"] > 0
-        assert _witness(conn).unwritten_since_load(counts)
-    with admin_conn(fresh_loaded_db) as conn:  # behind the triggers: the superuser opens the lock by hand
-        conn.execute("SELECT inca_open_audited_load()")
+def test_a_changed_phrase_makes_the_lock_broken(fresh_loaded_db: Database) -> None:
+    before = collect(include_backups=False)
+    assert before.lock_state == core.INTACT and {"condition_slot", "condition_phrase"} <= set(before.lock.covers)
+    with admin_conn(fresh_loaded_db) as conn:  # behind the triggers: a superuser bypasses them
+        conn.execute("SET session_replication_role = replica")
         conn.execute("UPDATE condition_phrase SET phrase = 'x' || substr(phrase, 2) WHERE ordinal = 0 AND slot = 'payout_limit'")
     db.dispose_all()
-    with db.admin_engine().connect() as conn:
-        assert not _witness(conn).unwritten_since_load(counts)
-        # and the load's own audit query names the tampered phrases
+    after = collect(include_backups=False)
+    assert after.lock_state == "BROKEN" and not after.ok
+    assert any("condition_phrase" in mismatch for mismatch in after.lock.mismatches), after.lock.mismatches
+    with db.admin_engine().connect() as conn:  # and the load's own audit query names the tampered phrases
         assert conn.execute(conditions_load._AUDIT_SQL, {"slots": len(SLOTS)}).first() is not None
 
 
