@@ -266,14 +266,21 @@ def outage(pgdata: Path, at: float, seconds: float, clock: OutageClock) -> Calla
 def outage_report(outcome: Outcome, clock: OutageClock, api: Api, pid_before: int) -> dict[str, Any]:
     if clock.failure or not clock.started:
         raise SystemExit(f"the outage did not run as planned: {clock.failure or 'the server was not started again'}")
-    phases = {"before": (0.0, clock.stop_sent), "down": (clock.stop_sent, clock.started),
-              "after": (clock.started, float("inf"))}
-    counts: dict[str, dict[str, int]] = {}
-    for name, (low, high) in phases.items():
-        counts[name] = {}
-        for sent, kind, _ in outcome.answers:
-            if low <= sent < high:
-                counts[name][kind] = counts[name].get(kind, 0) + 1
+    # By when a request was sent and answered: "down" holds only requests sent after the server
+    # had stopped and answered before it was being started, so none of them can be correct.
+    def phase(sent: float, answered: float) -> str:
+        if sent < clock.stop_sent:
+            return "before"
+        if sent < clock.stopped:
+            return "stopping"
+        if answered < clock.start_sent:
+            return "down"
+        return "starting" if sent < clock.started else "after"
+
+    counts: dict[str, dict[str, int]] = {name: {} for name in ("before", "stopping", "down", "starting", "after")}
+    for sent, kind, ms in outcome.answers:
+        bucket = counts[phase(sent, sent + ms / 1000)]
+        bucket[kind] = bucket.get(kind, 0) + 1
     # An answer counts as recovered when it was sent after the server was back.
     first_correct = min((sent + ms / 1000 for sent, kind, ms in outcome.answers
                          if kind == "correct" and sent >= clock.started), default=None)
@@ -311,7 +318,9 @@ def render(rows: list[dict[str, Any]], outage_result: dict[str, Any] | None, siz
     if outage_result:
         c = outage_result["clock"]
         lines += ["", f"### Database stopped for {c['start_sent'] - c['stopped']:.0f} s during a run ({size})", "",
-                  f"server stopped at {c['stopped']:.1f} s, accepting connections again at {c['started']:.1f} s",
+                  f"stop sent at {c['stop_sent']:.1f} s, server down at {c['stopped']:.1f} s, start sent at "
+                  f"{c['start_sent']:.1f} s, accepting connections at {c['started']:.1f} s; phases by when a request "
+                  "was sent (down: sent after the stop and answered before the start)",
                   "", "| phase | answers |", "| --- | --- |"]
         for phase, kinds in outage_result["counts"].items():
             lines.append(f"| {phase} | {', '.join(f'{k}: {v}' for k, v in sorted(kinds.items())) or '-'} |")
@@ -330,6 +339,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-requests", type=int, default=3000, help="answer bound of each load run")
     parser.add_argument("--seed", type=int, default=8, help="the 10 x 50 selection (as bench/run.py)")
     parser.add_argument("--no-outage", action="store_true", help="skip the database outage")
+    parser.add_argument("--no-load", action="store_true", help="only the outage")
     parser.add_argument("--outage-at", type=float, default=8.0)
     parser.add_argument("--outage-seconds", type=float, default=10.0)
     parser.add_argument("--outage-clients", type=int, default=8)
@@ -349,7 +359,7 @@ def main(argv: list[str] | None = None) -> int:
         scenarios[f"selection ({len(big['products'])} x {len(big['target_coverages'])})"] = big
         references = {name: reference(api.base, body) for name, body in scenarios.items()}
         rows = []
-        for name, body in scenarios.items():
+        for name, body in ({} if args.no_load else scenarios).items():
             for clients in (int(n) for n in args.clients.split(",")):
                 outcome, wall = run_clients(api.base, body, references[name], clients, args.seconds, args.max_requests)
                 rows.append(load_row(name, clients, outcome, wall))
