@@ -301,6 +301,18 @@ def selection_body(size: str, seed: int) -> dict[str, Any]:
             "target_coverages": [{"coverage_code": code} for code in codes]}
 
 
+def guide_body() -> dict[str, Any]:
+    """The guide example; in a synthetic market its insurers have many products, so name the first."""
+    from core import catalog
+
+    body: dict[str, Any] = json.loads(json.dumps(GUIDE_EXAMPLE))
+    for ref in body["products"]:
+        theirs = sorted(p.key for p in catalog.products() if ref["insurer"] in (p.insurer_name, p.insurer_key))
+        if len(theirs) > 1:
+            ref["product_name"] = theirs[0]
+    return body
+
+
 def reference(base: str, body: dict[str, Any]) -> bytes:
     status, content = http(base + "/compare", body)
     if status != 200:
@@ -311,13 +323,15 @@ def reference(base: str, body: dict[str, Any]) -> bytes:
 def render(rows: list[dict[str, Any]], outage_result: dict[str, Any] | None, size: str) -> str:
     lines = [f"### POST /compare under load ({size})", "",
              "| request | clients | requests | requests/s | p50 ms | p95 ms | errors |",
-             "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
+             "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"] if rows else []
     for row in rows:
         lines.append(f"| {row['scenario']} | {row['clients']} | {row['requests']} | {row['rps']:.1f} | "
                      f"{row['p50_ms']:.0f} | {row['p95_ms']:.0f} | {row['errors']} |")
     if outage_result:
         c = outage_result["clock"]
-        lines += ["", f"### Database stopped for {c['start_sent'] - c['stopped']:.0f} s during a run ({size})", "",
+        lines += [*([""] if lines else []),
+                  f"### Database stopped for {c['start_sent'] - c['stopped']:.0f} s during a run ({size})",
+                  "",
                   f"stop sent at {c['stop_sent']:.1f} s, server down at {c['stopped']:.1f} s, start sent at "
                   f"{c['start_sent']:.1f} s, accepting connections at {c['started']:.1f} s; phases by when a request "
                   "was sent (down: sent after the stop and answered before the start)",
@@ -354,7 +368,7 @@ def main(argv: list[str] | None = None) -> int:
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     api = start_api(server.url(database, READER).render_as_string(hide_password=False), RESULTS / f"load-{stamp}.log")
     try:
-        scenarios = {"guide example (2 x 1)": GUIDE_EXAMPLE}
+        scenarios = {"guide example (2 x 1)": guide_body()}
         big = selection_body(args.size, args.seed)
         scenarios[f"selection ({len(big['products'])} x {len(big['target_coverages'])})"] = big
         references = {name: reference(api.base, body) for name, body in scenarios.items()}
