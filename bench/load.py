@@ -45,6 +45,7 @@ if str(PROJECT_ROOT) not in sys.path:  # run as a script: make `core` and `bench
 
 # Locust patches the standard library for gevent on import: import it before anything networked.
 import gevent  # noqa: E402
+import psutil  # noqa: E402
 from locust import FastHttpUser, constant, task  # noqa: E402
 from locust.env import Environment  # noqa: E402
 
@@ -263,6 +264,20 @@ def outage(pgdata: Path, at: float, seconds: float, clock: OutageClock) -> Calla
     return run
 
 
+def stop_restarted_server(pgdata: Path) -> None:
+    """The package stops only the server process it started; the one pg_ctl restarted would outlive
+    this bench, so stop it when no other process has registered a handle on the folder."""
+    from core import embedded
+
+    try:
+        others = [pid for pid in json.loads((pgdata / ".handle_pids.json").read_text() or "[]") if pid != os.getpid()]
+    except (OSError, ValueError):
+        others = []
+    if not any(psutil.pid_exists(pid) for pid in others):
+        subprocess.run(_as_server_user([str(embedded.bin_dir() / "pg_ctl"), "stop", "-D", str(pgdata), "-m", "fast",
+                                        "-w"], pgdata), capture_output=True)
+
+
 def outage_report(outcome: Outcome, clock: OutageClock, api: Api, pid_before: int) -> dict[str, Any]:
     if clock.failure or not clock.started:
         raise SystemExit(f"the outage did not run as planned: {clock.failure or 'the server was not started again'}")
@@ -367,6 +382,7 @@ def main(argv: list[str] | None = None) -> int:
     RESULTS.mkdir(parents=True, exist_ok=True)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     api = start_api(server.url(database, READER).render_as_string(hide_password=False), RESULTS / f"load-{stamp}.log")
+    restarted = False
     try:
         scenarios = {"guide example (2 x 1)": guide_body()}
         big = selection_body(args.size, args.seed)
@@ -392,6 +408,7 @@ def main(argv: list[str] | None = None) -> int:
                                          10**9, during=outage(BENCH_DATA_DIR / "pgdata", args.outage_at,
                                                               args.outage_seconds, clock))
                 outage_result = outage_report(outcome, clock, api, pid)
+                restarted = True
         text = render(rows, outage_result, args.size)
         print(text)
         (RESULTS / f"load-{stamp}.json").write_text(json.dumps(
@@ -401,6 +418,8 @@ def main(argv: list[str] | None = None) -> int:
         return 1 if failed else 0
     finally:
         stop_api(api)
+        if restarted:
+            stop_restarted_server(BENCH_DATA_DIR / "pgdata")
 
 
 if __name__ == "__main__":
