@@ -3,8 +3,9 @@
 - 404: a named thing does not exist (insurer, product, coverage code); the body names the value
   and lists the accepted ones.
 - 413: the body is larger than MAX_BODY_BYTES.
-- 422: the request is malformed or outside the limits (bad JSON, wrong types, empty or oversized
-  lists, a product listed twice, an insurer with several products and no product_name).
+- 422: the request is malformed or outside the limits (bad JSON, not UTF-8, nested too deeply,
+  wrong types, control characters in a name, empty or oversized lists, a product listed twice,
+  an insurer with several products and no product_name).
 - 503: the database is unreachable or not loaded, or the lock is not INTACT.
 - 500: a bug; the body says only "internal error" (the traceback goes to the server log).
 """
@@ -108,8 +109,16 @@ async def _pool_timeout(_: Request, __: Exception) -> JSONResponse:
     return ApiError(503, "database busy", "every database connection is in use; retry in a moment").response()
 
 
+#: what FastAPI says (as a 400) when the body is JSON it cannot parse, e.g. nested too deeply
+_UNPARSABLE_BODY = "There was an error parsing the body"
+
+
 async def _http(_: Request, error: Exception) -> JSONResponse:
     assert isinstance(error, HTTPException)
+    if error.status_code == 400 and error.detail == _UNPARSABLE_BODY:
+        # The same 422 "malformed JSON" as every other unreadable body (docs/api.md).
+        detail = "the request body is not valid JSON (it could not be parsed, e.g. nested too deeply)"
+        return ApiError(422, "malformed JSON", detail, errors=[{"field": "body", "message": detail}]).response()
     phrase = http.HTTPStatus(error.status_code).phrase.lower()
     return JSONResponse({"error": phrase, "detail": str(error.detail)}, status_code=error.status_code,
                         headers=error.headers)

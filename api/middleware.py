@@ -1,4 +1,5 @@
-"""Two small ASGI wrappers: a request-body cap, and a startup check that fails in one line.
+"""Two small ASGI wrappers: a request-body cap (and UTF-8 check), and a startup check that fails
+in one line.
 
 Both are plain ASGI (not BaseHTTPMiddleware) so they see the raw body stream and the lifespan
 messages; FastAPI's own lifespan would report a failed check as a multi-line traceback.
@@ -31,8 +32,15 @@ def _too_large(size: int) -> dict[str, object]:
             "limit": MAX_BODY_BYTES, "given": size}
 
 
+def _not_utf8(error: UnicodeDecodeError) -> dict[str, object]:
+    # The same 422 shape as FastAPI's invalid JSON (api/errors.py), instead of its bare 400.
+    detail = f"the request body is not valid JSON (not UTF-8: byte {error.start} cannot be decoded)"
+    return {"error": "malformed JSON", "detail": detail, "errors": [{"field": "body", "message": detail}]}
+
+
 class BodyLimit:
-    """Refuse bodies over MAX_BODY_BYTES with 413, whether Content-Length says so or the stream does."""
+    """Refuse bodies over MAX_BODY_BYTES with 413, whether Content-Length says so or the stream does,
+    and bodies that are not UTF-8 (JSON is) with 422."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -59,13 +67,19 @@ class BodyLimit:
             chunks.append(message.get("body", b""))
             if not message.get("more_body", False):
                 break
+        body = b"".join(chunks)
+        try:
+            body.decode("utf-8")
+        except UnicodeDecodeError as error:
+            await _send_json(send, 422, _not_utf8(error))
+            return
         replayed = False
 
         async def replay() -> Message:
             nonlocal replayed
             if not replayed:
                 replayed = True
-                return {"type": "http.request", "body": b"".join(chunks), "more_body": False}
+                return {"type": "http.request", "body": body, "more_body": False}
             return await receive()
 
         await self.app(scope, replay, send)

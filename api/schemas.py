@@ -7,9 +7,11 @@ nothing here parses, sorts or totals them.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+import re
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic_core import PydanticCustomError
 
 from core.comparison import MAX_CODES, MAX_PRODUCTS
 
@@ -25,15 +27,32 @@ CellStatus = Literal["CONFIRMED", "UNCONFIRMED", "NOT_AVAILABLE", "MIXED"]
 
 # --- request -----------------------------------------------------------------------------------
 
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+#: the same rule for the OpenAPI schema, so clients (and the fuzz test) see it in the contract
+_PRINTABLE_PATTERN = {"pattern": r"^[^\x00-\x1f\x7f]*$"}
+
+
+def _printable(value: str) -> str:
+    """Names and codes are printed text: a NUL or other control character is a client error (422),
+    caught here at the edge (PostgreSQL refuses NUL in text, which would otherwise be a 500)."""
+    found = _CONTROL.search(value)
+    if found:
+        raise PydanticCustomError("control_character",
+                                  f"contains the control character U+{ord(found.group()):04X}; send printable text only")
+    return value
+
+
+Printable = Annotated[str, AfterValidator(_printable)]
+
 class ProductRef(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    insurer: str = Field(
-        min_length=1, max_length=100,
+    insurer: Printable = Field(
+        min_length=1, max_length=100, json_schema_extra=_PRINTABLE_PATTERN,
         description="Insurer by Korean name (e.g. 삼성화재, KB손해보험) or key (e.g. samsung, kb).",
     )
-    product_name: str | None = Field(
-        default=None, max_length=300,
+    product_name: Printable | None = Field(
+        default=None, max_length=300, json_schema_extra=_PRINTABLE_PATTERN,
         description="The product's exact name or product key. Optional when the insurer has one product; "
                     "required when it has several.",
     )
@@ -42,7 +61,7 @@ class ProductRef(BaseModel):
 class CoverageRef(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    coverage_code: str = Field(min_length=1, max_length=50,
+    coverage_code: Printable = Field(min_length=1, max_length=50, json_schema_extra=_PRINTABLE_PATTERN,
                                description="Canonical coverage code (신정원 unified code), e.g. A4200_1.")
 
 

@@ -77,6 +77,9 @@ def _unhealthy(error: str, detail: str, lock: dict[str, Any] | None = None) -> J
     return JSONResponse(body.model_dump(exclude_none=True), status_code=503)
 
 
+# HEAD too: some load balancers probe with it (uvicorn sends the headers without the body).
+@app.head("/health", operation_id="health_head", response_model=HealthResponse,
+          responses={503: {"model": UnhealthyResponse}}, summary="As GET /health, headers only")
 @app.get("/health", response_model=HealthResponse, responses={503: {"model": UnhealthyResponse}},
          summary="Database reachable and lock INTACT (200), otherwise 503")
 def health() -> HealthResponse | JSONResponse:

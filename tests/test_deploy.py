@@ -53,12 +53,15 @@ def test_compose_file_follows_the_compose_spec(path: Path) -> None:
 @pytest.mark.parametrize("path", [DEV, PRODUCTION], ids=lambda p: p.name)
 def test_compose_services_are_wired_in_order(path: Path) -> None:
     services = compose(path)["services"]
-    assert set(services) == {"db", *APP_SERVICES}
+    front = {"caddy"} if path == PRODUCTION else set()
+    assert set(services) == {"db", *APP_SERVICES, *front}
     db_service = services["db"]
     assert db_service["image"] == "pgvector/pgvector:pg16"
     assert "pg_isready" in " ".join(db_service["healthcheck"]["test"])
     assert any(volume.endswith(":/var/lib/postgresql/data") for volume in db_service["volumes"])
-    assert all(port.startswith("127.0.0.1:") for s in services.values() for port in s.get("ports", []))
+    # Only the production proxy publishes ports (80/443); everything else stays on loopback.
+    assert all(port.startswith("127.0.0.1:") for name, s in services.items() if name != "caddy"
+               for port in s.get("ports", []))
     load = services["load"]
     assert load["command"] == ["python", "-m", "core", "load"]
     assert load["environment"]["INCA_ADMIN_URL"].startswith("postgresql://${POSTGRES_USER")
@@ -153,6 +156,8 @@ def _env_example() -> dict[str, str]:
 def test_env_example_holds_placeholders_only() -> None:
     values = _env_example()
     secrets = {name: value for name, value in values.items() if "PASSWORD" in name}
+    assert values["INCA_PROXY_PASSWORD_HASH"].strip("'").startswith("CHANGE_ME")  # not a usable hash
+    secrets.pop("INCA_PROXY_PASSWORD_HASH")
     assert set(secrets) == {"POSTGRES_PASSWORD", "INCA_APP_PASSWORD"}
     # The placeholder is one production refuses (core.config.EXAMPLE_PASSWORDS).
     assert all(value in config.EXAMPLE_PASSWORDS for value in secrets.values())
