@@ -354,6 +354,10 @@ def test_status_page_shows_intact_lock(loaded_db: Database) -> None:
     assert at.get("vega_lite_chart"), "the completeness chart is drawn"
     counts = at.table[0].value
     assert "amount_fact" in counts["테이블"].tolist() and set(counts["일치"]) == {"✓"}
+    # what the lock covers, by name (the evidence snippets and names too, not only the amounts)
+    scope = next(element.value for element in at.html if "잠금 범위" in element.value)
+    for relation in ("amount_fact", "evidence_ref", "insurer", "coverage_canonical", "audit_runs", "condition_phrase"):
+        assert relation in scope
 
 
 @pytest.fixture

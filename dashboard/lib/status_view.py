@@ -58,6 +58,12 @@ def lock_section(report: StatusReport) -> None:
         ("기록된 지문", lock.recorded_fingerprint), ("현재 지문", lock.live_fingerprint),
         ("지문 확인 시각", lock.verified_at), ("확인 소요 (초)", lock.verify_seconds),
         ("판정 근거", lock.reason),
+        ("잠금 범위", f"{lock.scope} · {len(lock.covers)}개 테이블·뷰의 모든 행과 열: {', '.join(lock.covers)}"
+         if lock.scope else None),
+        ("아직 기록되지 않음", ", ".join(lock.not_covered) or None),
+        ("기록된 잠금 다이제스트", lock.recorded_lock_digest), ("현재 잠금 다이제스트", lock.live_lock_digest),
+        ("증명 방식", lock.proof),
+        ("불일치", "; ".join(lock.mismatches) or None),
         ("원본 감사", f"{original.get('audit_name')} · {original.get('status')} · {original.get('rows_audited')}행 · "
                    f"값 불일치 {original.get('value_mismatches')} · 유형 불일치 {original.get('type_mismatches')}"
          if original else None),
