@@ -126,9 +126,10 @@ def collect(fresh: bool = True, include_backups: bool = True) -> StatusReport:
             info = conn.execute(
                 text(
                     """
-                    SELECT current_setting('server_version'),
-                           (SELECT extversion FROM pg_extension WHERE extname = 'vector'),
-                           current_setting('transaction_read_only'), current_user,
+                    SELECT current_setting('server_version') AS server_version,
+                           (SELECT extversion FROM pg_extension WHERE extname = 'vector') AS pgvector_version,
+                           current_setting('transaction_read_only') AS transaction_read_only,
+                           current_user AS reader_role,
                            NOT EXISTS (
                                SELECT 1 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
                                WHERE n.nspname = 'public' AND c.relkind IN ('r', 'm')
@@ -143,13 +144,15 @@ def collect(fresh: bool = True, include_backups: bool = True) -> StatusReport:
                                       OR (c.relkind = 'm' AND CASE WHEN current_setting('server_version_num')::int
                                                                         >= 170000
                                                                    THEN has_table_privilege(c.oid, 'MAINTAIN')
-                                                                   ELSE false END)))
+                                                                   ELSE false END))) AS reader_select_only
                     """
                 )
             ).one()
             report.reachable = True
-            database.server_version, database.pgvector_version, database.reader_role = info[0], info[1], info[3]
-            database.read_only_transaction, database.reader_select_only = info[2] == "on", bool(info[4])
+            database.server_version, database.pgvector_version = info.server_version, info.pgvector_version
+            database.reader_role = info.reader_role
+            database.read_only_transaction = info.transaction_read_only == "on"
+            database.reader_select_only = bool(info.reader_select_only)
             database.schema_version = inventory.applied_version(conn)
             database.schema_latest = inventory.latest_version()
             if database.schema_version == 0:
