@@ -19,6 +19,7 @@ from core import catalog, db, explain
 from core.conditions.slots import CONFLICT, FOUND, LABELS, NOT_FOUND, SLOTS, STATUS_LABELS
 from core.errors import SelectionError
 from core.forbidden_language import validate_text
+from core.user_input import clean
 
 __all__ = ["TEMPLATES", "CellConditions", "ConditionPhrase", "InstanceConditions", "SlotConditions", "comparison_frame",
            "conditions_of", "sentence"]
@@ -232,8 +233,7 @@ _PRODUCT_SQL = CONDITIONS_SQL.replace("p.product_key = ANY(CAST(%(product_keys)s
                                     "p.product_key = %(product_key)s")
 
 
-def _resolve(conn: Connection, product: str) -> catalog.Product:
-    value = str(product).strip()
+def _resolve(conn: Connection, value: str) -> catalog.Product:
     known = catalog._products(conn)
     matches = [p for p in known if value in (p.key, p.insurer_key, p.insurer_name)]
     if len(matches) == 1:
@@ -249,8 +249,9 @@ def _resolve(conn: Connection, product: str) -> catalog.Product:
 def conditions_of(product: str) -> pd.DataFrame:
     """Every stored condition of one product (key, insurer key or name): one row per phrase, one row
     per NOT_FOUND slot; coverages in code then raw-name order, slots in SLOTS order."""
+    value = clean(product, "product")  # before any query (a NUL would reach the driver)
     with db.read() as conn:
-        chosen = _resolve(conn, product)
+        chosen = _resolve(conn, value)
         if not conn.exec_driver_sql(_HAS_TABLE).scalar_one():
             raise SelectionError("this database has no condition slots yet: run `python -m core upgrade`")
         rows = conn.exec_driver_sql(_PRODUCT_SQL, {"product_key": chosen.key}).all()
