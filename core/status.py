@@ -159,6 +159,13 @@ def collect(fresh: bool = True, include_backups: bool = True) -> StatusReport:
                 report.problems.append("the database has no inca schema yet: run `python -m core load`")
                 report.lock = unread_lock(UNLOADED, "no schema")
                 return report
+            missing = inventory.missing_versions(conn)
+            if missing:
+                # One line, no SQL per old version: the migrations always bring a schema forward.
+                problem = outdated_schema(missing[0] - 1, database.schema_latest)
+                report.problems.append(problem)
+                report.lock = unread_lock("UNKNOWN", problem)
+                return report
             report.lock = read_lock(conn, fresh=fresh)
             database.reader_owns_nothing = bool(conn.execute(_READER_OWNS_NOTHING).scalar())
             recorded = conn.execute(
@@ -196,6 +203,11 @@ def collect(fresh: bool = True, include_backups: bool = True) -> StatusReport:
     if include_backups:
         report.backups = BackupSummary.from_record(backup_health())
     return report
+
+
+def outdated_schema(version: int, latest: int) -> str:
+    return (f"schema v{version}, this version needs v{latest}: run `python -m core migrate` then "
+            "`python -m core upgrade` with the owner connection")
 
 
 _READER_OWNS_NOTHING = text(
