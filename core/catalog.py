@@ -15,6 +15,7 @@ import pandas as pd
 from sqlalchemy import Connection, text
 
 from core import db
+from core.user_input import clean
 
 # Code family -> category, longest prefix first. The families follow the 신정원 unified codes.
 CATEGORIES: tuple[tuple[str, str], ...] = (
@@ -166,8 +167,10 @@ def products(names: Sequence[str] | None = None) -> list[Product]:
     """
     if isinstance(names, str):  # one name, not its characters
         names = [names]
+    # checked before any query: a NUL would otherwise reach the driver (PostgreSQL text cannot hold it)
+    asked = None if names is None else [clean(name, "product", position) for position, name in enumerate(names, 1)]
     with db.read() as conn:
-        return _products(conn, None if names is None else [str(name).strip() for name in names])
+        return _products(conn, asked)
 
 
 def coverages_from_rows(rows: Iterable[Any]) -> list[Coverage]:
@@ -231,6 +234,7 @@ def raw_names(code: str | None = None) -> list[RawName]:
     Distinct names, not one row per product: the amounts of a name differ between products, so they
     are not here; `compare()` gives them per product with their evidence.
     """
+    code = None if code is None else clean(code, "coverage code")
     with db.read() as conn:
         rows = _fetch_names(conn, _RAW_NAME_COLUMNS, code, with_status=True)
     return [RawName(**dict(zip(_RAW_NAME_FIELDS, row, strict=True))) for row in rows]

@@ -12,12 +12,14 @@ from collections.abc import Sequence
 from typing import Any, NamedTuple
 
 import pandas as pd
+from psycopg.rows import namedtuple_row
 from sqlalchemy import Connection
 
 from core import catalog, db, explain
 from core.conditions.slots import CONFLICT, FOUND, LABELS, NOT_FOUND, SLOTS, STATUS_LABELS
 from core.errors import SelectionError
 from core.forbidden_language import validate_text
+from core.user_input import clean
 
 __all__ = ["TEMPLATES", "CellConditions", "ConditionPhrase", "InstanceConditions", "SlotConditions", "comparison_frame",
            "conditions_of", "sentence"]
@@ -65,10 +67,12 @@ class InstanceConditions(NamedTuple):
     slots: tuple[SlotConditions, ...]
 
 
-# One row per (instance, slot) with its phrases as parallel arrays in stored order. `{codes}` is one
+# One row per (instance, slot) with its phrases as parallel arrays in stored order, read by column name
+# (the aliases below are the names `_SlotRow` and the psycopg namedtuple rows carry). `{codes}` is one
 # of compare's constant filters; the instance columns are those compare orders its cells by.
 CONDITIONS_SQL = """
-    SELECT p.product_key, ci.coverage_code, ci.coverage_name_raw, af.status, ci.variant_id::text, cs.slot, cs.status,
+    SELECT p.product_key, ci.coverage_code, ci.coverage_name_raw, af.status AS amount_status,
+           ci.variant_id::text AS variant_id, cs.slot, cs.status AS slot_status,
            ph.texts, ph.kinds, ph.doc_types, ph.pages, ph.starts, ph.ends, ph.sources
     FROM product p
     JOIN coverage_instance ci ON ci.product_id = p.product_id
@@ -84,7 +88,7 @@ CONDITIONS_SQL = """
     ) AS ph ON cs.status <> 'NOT_FOUND'
     WHERE p.product_key = ANY(CAST(%(product_keys)s AS text[])) AND {codes}
 """
-_HAS_TABLE = "SELECT to_regclass('public.condition_slot') IS NOT NULL"
+_HAS_TABLE = "SELECT to_regclass('public.condition_slot') IS NOT NULL AS present"
 _SLOT_INDEX = {slot: index for index, slot in enumerate(SLOTS)}
 
 #: (code, product key, raw name) -> that raw name's instances in (amount status, variant) order, which
@@ -99,25 +103,45 @@ def fetch(conn: Any, product_keys: list[str], codes_filter: str, codes: list[str
     slots belong to the same load as the amounts.
     """
     driver = conn.connection.driver_connection
-    with driver.cursor(binary=True) as cursor:
-        if not cursor.execute(_HAS_TABLE).fetchone()[0]:
+    # namedtuple_row: a class per query, a tuple per row; as fast as plain tuples, read by name
+    with driver.cursor(binary=True, row_factory=namedtuple_row) as cursor:
+        present = cursor.execute(_HAS_TABLE).fetchone()
+        if present is None or not present.present:
             return None
         rows = cursor.execute(CONDITIONS_SQL.format(codes=codes_filter),  # constant fragments only
                               {"product_keys": product_keys, "codes": codes or []}).fetchall()
     return index_rows(rows)
 
 
-def index_rows(rows: Sequence[Sequence[Any]]) -> ConditionsIndex:
-    by_instance: dict[tuple[Any, ...], list[SlotConditions]] = {}
+def _slot(row: Any) -> SlotConditions:
+    """One row of CONDITIONS_SQL (any row with its column names as attributes) as its slot."""
+    phrases: tuple[ConditionPhrase, ...] = ()
+    if row.texts is not None:
+        phrases = tuple(map(ConditionPhrase._make, zip(row.texts, row.kinds, row.doc_types, row.pages, row.starts,
+                                                        row.ends, row.sources, strict=True)))
+    return SlotConditions(row.slot, row.slot_status, phrases)
+
+
+class _InstanceKey(NamedTuple):
+    product_key: str
+    coverage_code: str | None
+    coverage_name_raw: str
+    amount_status: str
+    variant_id: str | None
+
+
+def index_rows(rows: Sequence[Any]) -> ConditionsIndex:
+    """Rows of CONDITIONS_SQL, read by column name, indexed the way compare looks cells up."""
+    by_instance: dict[_InstanceKey, list[SlotConditions]] = {}
     for row in rows:
-        phrases = ()
-        if row[7] is not None:
-            phrases = tuple(map(ConditionPhrase._make, zip(*row[7:14], strict=True)))
-        by_instance.setdefault(tuple(row[:5]), []).append(SlotConditions(row[5], row[6], phrases))
+        key = _InstanceKey(row.product_key, row.coverage_code, row.coverage_name_raw, row.amount_status,
+                           row.variant_id)
+        by_instance.setdefault(key, []).append(_slot(row))
     index: ConditionsIndex = {}
-    for key in sorted(by_instance, key=lambda k: (k[3], k[4] or "")):
+    for key in sorted(by_instance, key=lambda k: (k.amount_status, k.variant_id or "")):
         slots = tuple(sorted(by_instance[key], key=lambda s: _SLOT_INDEX[s.slot]))
-        index.setdefault((key[1], key[0], key[2]), []).append(InstanceConditions(key[2], slots))
+        index.setdefault((key.coverage_code, key.product_key, key.coverage_name_raw), []).append(
+            InstanceConditions(key.coverage_name_raw, slots))
     return index
 
 
@@ -209,8 +233,7 @@ _PRODUCT_SQL = CONDITIONS_SQL.replace("p.product_key = ANY(CAST(%(product_keys)s
                                     "p.product_key = %(product_key)s")
 
 
-def _resolve(conn: Connection, product: str) -> catalog.Product:
-    value = str(product).strip()
+def _resolve(conn: Connection, value: str) -> catalog.Product:
     known = catalog._products(conn)
     matches = [p for p in known if value in (p.key, p.insurer_key, p.insurer_name)]
     if len(matches) == 1:
@@ -226,16 +249,17 @@ def _resolve(conn: Connection, product: str) -> catalog.Product:
 def conditions_of(product: str) -> pd.DataFrame:
     """Every stored condition of one product (key, insurer key or name): one row per phrase, one row
     per NOT_FOUND slot; coverages in code then raw-name order, slots in SLOTS order."""
+    value = clean(product, "product")  # before any query (a NUL would reach the driver)
     with db.read() as conn:
-        chosen = _resolve(conn, product)
+        chosen = _resolve(conn, value)
         if not conn.exec_driver_sql(_HAS_TABLE).scalar_one():
             raise SelectionError("this database has no condition slots yet: run `python -m core upgrade`")
         rows = conn.exec_driver_sql(_PRODUCT_SQL, {"product_key": chosen.key}).all()
     records = []
-    for row in sorted(rows, key=lambda r: (r[1] or "\uffff", r[2], r[3], r[4] or "", _SLOT_INDEX[r[5]])):
-        slot = SlotConditions(row[5], row[6], () if row[7] is None else
-                              tuple(map(ConditionPhrase._make, zip(*row[7:14], strict=True))))
-        base = [row[1], row[2], slot.slot, slot.label, slot.status, slot.status_label]
+    for row in sorted(rows, key=lambda r: (r.coverage_code or "\uffff", r.coverage_name_raw, r.amount_status,
+                                           r.variant_id or "", _SLOT_INDEX[r.slot])):
+        slot = _slot(row)
+        base = [row.coverage_code, row.coverage_name_raw, slot.slot, slot.label, slot.status, slot.status_label]
         if not slot.phrases:
             records.append([*base, None, None, None, None])
         records += [[*base, p.text, p.source, p.start, p.end] for p in slot.phrases]

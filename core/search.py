@@ -30,6 +30,7 @@ from sqlalchemy import Connection, TextClause
 from core import catalog, db
 from core.errors import SchemaMissing, SelectionError
 from core.search_vectors import FEATURE_VERSION, MAX_QUERY_CHARS, embed, normalise_name, vector_literal
+from core.user_input import refuse_control_characters
 
 __all__ = [
     "DEFAULT_K",
@@ -106,7 +107,7 @@ def _query_text(value: object) -> str:
     stripped = value.strip()
     if not stripped:
         raise SelectionError(EMPTY_QUERY_MESSAGE, bad_value=value)
-    query = stripped[:MAX_QUERY_CHARS]
+    query = refuse_control_characters(stripped[:MAX_QUERY_CHARS], "search text")
     if not normalise_name(query):
         raise SelectionError(NOTHING_SEARCHABLE_MESSAGE, bad_value=value[:MAX_QUERY_CHARS])
     return query

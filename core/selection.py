@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import difflib
 import re
-import unicodedata
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -31,20 +30,20 @@ from sqlalchemy import Connection
 from core import catalog, db
 from core.errors import SelectionError
 
+# re-exported under their old names: the shells and the tests read them here
+from core.user_input import ECHO_LENGTH as ECHO_LENGTH
+from core.user_input import INVALID as INVALID
+from core.user_input import MAX_VALUE_LENGTH as MAX_VALUE_LENGTH
+from core.user_input import clean as clean
+from core.user_input import echo as echo
+
 #: limits that keep one request bounded (the API and the dashboard refuse or cut beyond them)
 MAX_PRODUCTS = 50
 MAX_CODES = 500
-#: longer than any key, name or code: refused and echoed cut, never looked up
-MAX_VALUE_LENGTH = 200
-ECHO_LENGTH = 40
 _CODE_FORMAT = re.compile(r"^[A-Z]\d{4}(_\d+)?$")
-# Full-width ASCII (U+FF01-U+FF5E) and the ideographic space: NFKC folds them to ASCII. NFKC is not
-# applied to the whole value, since it would also rewrite compatibility characters inside names.
-_FULL_WIDTH = re.compile("[\uff01-\uff5e\u3000]+")
-
 # Error kinds (SelectionError.kind), so a shell can map them (the API: 404 for unknown, 422 otherwise).
-INVALID, EMPTY, TOO_MANY, UNKNOWN_PRODUCT, UNKNOWN_INSURER, UNKNOWN_COVERAGE, AMBIGUOUS, DUPLICATE, NOT_LOADED = (
-    "invalid", "empty", "too many", "unknown product", "unknown insurer", "unknown coverage", "ambiguous",
+EMPTY, TOO_MANY, UNKNOWN_PRODUCT, UNKNOWN_INSURER, UNKNOWN_COVERAGE, AMBIGUOUS, DUPLICATE, NOT_LOADED = (
+    "empty", "too many", "unknown product", "unknown insurer", "unknown coverage", "ambiguous",
     "duplicate", "not loaded")
 
 
@@ -72,30 +71,7 @@ class Selection:
         return None if self.coverages is None else [coverage.code for coverage in self.coverages]
 
 
-# --- input hygiene ------------------------------------------------------------------------------
-
-def echo(value: str) -> str:
-    """A value as an error line may repeat it: cut when long."""
-    return value if len(value) <= ECHO_LENGTH else value[:ECHO_LENGTH] + "…"
-
-
-def clean(value: object, what: str = "value", position: int | None = None) -> str:
-    """One typed value, checked and normalised; SelectionError (kind INVALID) when it cannot be a name."""
-    where = f"{what} #{position}" if position is not None else what
-    if not isinstance(value, str):
-        raise SelectionError(f"{where} must be text, not {type(value).__name__}", bad_value=repr(value)[:ECHO_LENGTH],
-                             kind=INVALID)
-    if len(value) > MAX_VALUE_LENGTH:
-        raise SelectionError(f"{where} is {len(value)} characters long (at most {MAX_VALUE_LENGTH}): "
-                             f"{echo(value)!r}", bad_value=echo(value), kind=INVALID)
-    for index, char in enumerate(value, start=1):
-        if unicodedata.category(char) == "Cc":  # C0 (NUL, tab, newline...), DEL and C1: never part of a name
-            raise SelectionError(f"{where} holds a control character (U+{ord(char):04X}) at character {index}: "
-                                 f"{echo(value.encode('unicode_escape').decode('ascii'))!r}",
-                                 bad_value=echo(value.encode("unicode_escape").decode("ascii")), kind=INVALID)
-    value = unicodedata.normalize("NFC", value)
-    return _FULL_WIDTH.sub(lambda found: unicodedata.normalize("NFKC", found.group()), value).strip()
-
+# --- input hygiene: core.user_input (shared with the catalog and the search, below this module) ---
 
 def closest(value: str, choices: Sequence[str], limit: int = 3) -> list[str]:
     """The one closest-match rule: choices containing what was typed ("암진단비" -> "암진단비(유사암제외)",

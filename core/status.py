@@ -126,9 +126,10 @@ def collect(fresh: bool = True, include_backups: bool = True) -> StatusReport:
             info = conn.execute(
                 text(
                     """
-                    SELECT current_setting('server_version'),
-                           (SELECT extversion FROM pg_extension WHERE extname = 'vector'),
-                           current_setting('transaction_read_only'), current_user,
+                    SELECT current_setting('server_version') AS server_version,
+                           (SELECT extversion FROM pg_extension WHERE extname = 'vector') AS pgvector_version,
+                           current_setting('transaction_read_only') AS transaction_read_only,
+                           current_user AS reader_role,
                            NOT EXISTS (
                                SELECT 1 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
                                WHERE n.nspname = 'public' AND c.relkind IN ('r', 'm')
@@ -143,18 +144,27 @@ def collect(fresh: bool = True, include_backups: bool = True) -> StatusReport:
                                       OR (c.relkind = 'm' AND CASE WHEN current_setting('server_version_num')::int
                                                                         >= 170000
                                                                    THEN has_table_privilege(c.oid, 'MAINTAIN')
-                                                                   ELSE false END)))
+                                                                   ELSE false END))) AS reader_select_only
                     """
                 )
             ).one()
             report.reachable = True
-            database.server_version, database.pgvector_version, database.reader_role = info[0], info[1], info[3]
-            database.read_only_transaction, database.reader_select_only = info[2] == "on", bool(info[4])
+            database.server_version, database.pgvector_version = info.server_version, info.pgvector_version
+            database.reader_role = info.reader_role
+            database.read_only_transaction = info.transaction_read_only == "on"
+            database.reader_select_only = bool(info.reader_select_only)
             database.schema_version = inventory.applied_version(conn)
             database.schema_latest = inventory.latest_version()
             if database.schema_version == 0:
                 report.problems.append("the database has no inca schema yet: run `python -m core load`")
                 report.lock = unread_lock(UNLOADED, "no schema")
+                return report
+            missing = inventory.missing_versions(conn)
+            if missing:
+                # One line, no SQL per old version: the migrations always bring a schema forward.
+                problem = outdated_schema(missing[0] - 1, database.schema_latest)
+                report.problems.append(problem)
+                report.lock = unread_lock("UNKNOWN", problem)
                 return report
             report.lock = read_lock(conn, fresh=fresh)
             database.reader_owns_nothing = bool(conn.execute(_READER_OWNS_NOTHING).scalar())
@@ -193,6 +203,11 @@ def collect(fresh: bool = True, include_backups: bool = True) -> StatusReport:
     if include_backups:
         report.backups = BackupSummary.from_record(backup_health())
     return report
+
+
+def outdated_schema(version: int, latest: int) -> str:
+    return (f"schema v{version}, this version needs v{latest}: run `python -m core migrate` then "
+            "`python -m core upgrade` with the owner connection")
 
 
 _READER_OWNS_NOTHING = text(

@@ -261,12 +261,16 @@ def test_database_loaded_before_schema_004_says_to_reload(fresh_loaded_db: Datab
         # a load of schema 003 recorded no full lock (schema 008) either: only the amount fingerprint
         conn.execute("DELETE FROM lock_record")
         conn.execute("DELETE FROM lock_seal")
-    # Schema 003: the reader cannot migrate; search names the problem, status still works.
+    # Schema 003: the reader cannot migrate; search names the problem, status says to migrate (one line).
     with pytest.raises(SchemaMissing, match="검색 색인이 없습니다"):
         core.search.find_coverages("암 진단비")
     report = core.status.collect(include_backups=False)
-    assert report.ok
-    assert {row.table: (row.live, row.expected) for row in report.counts}["coverage_alias"] == (0, None)
+    latest = migrate.latest_version()
+    assert report.reachable and not report.ok
+    assert report.problems == [f"schema v3, this version needs v{latest}: run `python -m core migrate` then "
+                               "`python -m core upgrade` with the owner connection"]
+    assert report.lock.reason == report.problems[0]
+    assert report.counts == []  # nothing counted on a schema the counts were not written for
     # `python -m core migrate` (or load) adds the table, empty, and the lock keeps it empty.
     with db.admin_engine().begin() as conn:
         assert [m.version for m in migrate.apply(conn)] == [4, 7]

@@ -108,3 +108,29 @@ def test_the_library_and_its_errors_suggest_alike(loaded_db: Database) -> None:
     assert by_resolve.value.suggestions == by_compare.value.suggestions
     assert "samsung" in by_resolve.value.suggestions
     assert "samsung_health_v1" in by_resolve.value.valid  # decided on the whole catalog
+
+
+# --- every public read call refuses a control character before any query ----------------------
+
+PUBLIC_CALLS = {
+    "catalog.products(list)": lambda bad: core.catalog.products(["samsung", f"kb{bad}"]),
+    "catalog.products(str)": lambda bad: core.catalog.products(f"samsung{bad}"),
+    "catalog.raw_names": lambda bad: core.catalog.raw_names(f"A4200_1{bad}"),
+    "search.find_coverages": lambda bad: core.search.find_coverages(f"암{bad}진단비"),
+    "conditions_of": lambda bad: core.conditions_of(f"samsung{bad}"),
+    "selection.resolve": lambda bad: core.resolve([f"samsung{bad}"]),
+    "compare(products)": lambda bad: core.compare([f"samsung{bad}"]),
+    "compare(codes)": lambda bad: core.compare(["samsung"], [f"A4200_1{bad}"]),
+    "unmatched_coverages": lambda bad: core.comparison.unmatched_coverages([f"samsung{bad}"]),
+}
+
+
+@pytest.mark.parametrize("bad", ["\x00", "\x07"], ids=["NUL", "BEL"])
+@pytest.mark.parametrize("call", list(PUBLIC_CALLS), ids=list(PUBLIC_CALLS))
+def test_public_calls_refuse_control_characters_with_one_selection_error(loaded_db: Database, call: str,
+                                                                          bad: str) -> None:
+    # SelectionError and nothing else: a NUL reaching the driver would raise psycopg's DataError
+    with pytest.raises(SelectionError, match=rf"control character \(U\+{ord(bad):04X}\)") as refused:
+        PUBLIC_CALLS[call](bad)
+    assert refused.value.kind == selection.INVALID
+    assert bad not in str(refused.value)  # echoed escaped, never raw

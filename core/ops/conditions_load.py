@@ -11,9 +11,11 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from itertools import groupby
-from typing import Any
+from operator import attrgetter
+from typing import Any, NamedTuple
 
 import psycopg
+from psycopg.rows import namedtuple_row
 from sqlalchemy import Connection, text
 
 from core.conditions import SLOTS, SourceText, extract_conditions
@@ -62,14 +64,24 @@ _AUDIT_SQL = text(
 )
 
 
-def _instances(raw: psycopg.Connection) -> Iterator[tuple[Any, str, list[tuple[Any, ...]]]]:
+class _Snippet(NamedTuple):
+    evidence_id: Any
+    doc_type: str
+    page: int | None
+    snippet: str
+    ordinal: int
+
+
+def _instances(raw: psycopg.Connection) -> Iterator[tuple[Any, str, list[_Snippet]]]:
     """(instance_id, raw name, snippet rows) per instance, streamed (bounded memory at market scale)."""
-    with raw.cursor(name="inca_condition_sources") as cursor:
+    with raw.cursor(name="inca_condition_sources", row_factory=namedtuple_row) as cursor:
         cursor.itersize = 20_000
         cursor.execute(_SOURCES_SQL)
-        for instance_id, rows in groupby(cursor, key=lambda row: row[0]):
-            rows = list(rows)
-            yield instance_id, rows[0][1], [row[2:] for row in rows if row[2] is not None]
+        for instance_id, group in groupby(cursor, key=attrgetter("instance_id")):
+            rows = list(group)
+            yield instance_id, rows[0].coverage_name_raw, [
+                _Snippet(row.evidence_id, row.doc_type, row.page, row.snippet, row.ordinal)
+                for row in rows if row.evidence_id is not None]
 
 
 def derive_rows(raw: psycopg.Connection) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
@@ -77,9 +89,8 @@ def derive_rows(raw: psycopg.Connection) -> tuple[list[tuple[Any, ...]], list[tu
     slots: list[tuple[Any, ...]] = []
     phrases: list[tuple[Any, ...]] = []
     for instance_id, raw_name, snippets in _instances(raw):
-        sources = [SourceText("evidence", doc_type, page, ordinal, snippet)
-                   for _evidence_id, doc_type, page, snippet, ordinal in snippets]
-        evidence_ids = [None, *(row[0] for row in snippets)]  # source index 0 is the raw name
+        sources = [SourceText("evidence", s.doc_type, s.page, s.ordinal, s.snippet) for s in snippets]
+        evidence_ids = [None, *(s.evidence_id for s in snippets)]  # source index 0 is the raw name
         results = extract_conditions(raw_name, sources)
         for slot in SLOTS:
             result = results[slot]

@@ -14,10 +14,10 @@ from core import lock
 
 _WITNESS_AFTER_COMMIT = text(
     """
-    SELECT name, c.relfilenode::bigint,
-           pg_stat_get_tuples_inserted(c.oid) + pg_stat_get_xact_tuples_inserted(c.oid),
-           pg_stat_get_tuples_updated(c.oid) + pg_stat_get_xact_tuples_updated(c.oid),
-           pg_stat_get_tuples_deleted(c.oid) + pg_stat_get_xact_tuples_deleted(c.oid)
+    SELECT name, c.relfilenode::bigint AS node,
+           pg_stat_get_tuples_inserted(c.oid) + pg_stat_get_xact_tuples_inserted(c.oid) AS inserted,
+           pg_stat_get_tuples_updated(c.oid) + pg_stat_get_xact_tuples_updated(c.oid) AS updated,
+           pg_stat_get_tuples_deleted(c.oid) + pg_stat_get_xact_tuples_deleted(c.oid) AS deleted
     FROM unnest(CAST(:names AS text[])) AS name JOIN pg_class c ON c.oid = to_regclass('public.' || name)
     """
 )
@@ -31,11 +31,11 @@ def record_lock(conn: Connection, recording_run_id: str, load_run_id: str) -> st
     relations = [str(name) for name in conn.execute(
         text("SELECT relname FROM inca_locked_relation ORDER BY relname COLLATE \"C\"")).scalars()]
     digests = lock.relation_digests(conn, relations)
-    witness = {str(row[0]): [int(v) for v in row[1:]] for row in
-               conn.execute(_WITNESS_AFTER_COMMIT, {"names": [*digests, *lock.RECORD_TABLES]})}
     # the rows written below: one per relation into lock_record, one seal
-    witness["lock_record"][1] += len(digests) + len(lock.RECORD_TABLES)
-    witness["lock_seal"][1] += 1
+    written = {"lock_record": len(digests) + len(lock.RECORD_TABLES), "lock_seal": 1}
+    witness = {str(row.name): (int(row.node), int(row.inserted) + written.get(str(row.name), 0), int(row.updated),
+                               int(row.deleted))
+               for row in conn.execute(_WITNESS_AFTER_COMMIT, {"names": [*digests, *lock.RECORD_TABLES]})}
     conn.execute(
         text("INSERT INTO lock_record (audit_run_id, relname, row_count, digest, relfilenode, tuples_inserted, "
              "tuples_updated, tuples_deleted) VALUES (:run, :name, :rows, :digest, :node, :ins, :upd, :del)"),
