@@ -25,7 +25,7 @@ from api.schemas import (
     ProductRef,
     StoredStatus,
 )
-from core import BROKEN, INTACT, catalog, condition_slots, selection
+from core import BROKEN, INTACT, UNPROVEN, catalog, condition_slots, selection
 from core.comparison import (
     CONFIRMED,
     STATUS_LABELS,
@@ -76,7 +76,7 @@ def run(request: CompareRequest) -> Comparison:
     audit = comparison.audit
     if audit.lock_state != INTACT:
         # Amounts that no longer match their audit are not served as if they did.
-        error = "lock broken" if audit.lock_state == BROKEN else "database not loaded"
+        error = {BROKEN: "lock broken", UNPROVEN: "lock not proven yet"}.get(audit.lock_state, "database not loaded")
         raise ApiError(503, error, f"lock {audit.lock_state}: {audit.reason}; see `python -m core status`")
     return comparison
 

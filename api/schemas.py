@@ -211,7 +211,7 @@ class HealthResponse(BaseModel):
 class UnhealthyResponse(BaseModel):
     status: Literal["unhealthy"] = Field(description="Always `unhealthy` with HTTP 503.")
     error: str = Field(description="database connection failed | database not loaded | lock broken | "
-                                   "configuration error.")
+                                   "lock not proven yet (a standby between two proofs) | configuration error.")
     detail: str = Field(description="One line saying why; database URLs are shown without their password.")
     lock: dict[str, Any] | None = Field(default=None, description="The lock, when it could be read.")
 

@@ -28,7 +28,7 @@ from api.schemas import (
     HealthResponse,
     UnhealthyResponse,
 )
-from core import BROKEN, INTACT, config
+from core import BROKEN, INTACT, UNPROVEN, config
 from core.comparison import MAX_CODES, MAX_PRODUCTS
 from core.errors import ConfigError, IncaError
 from core.status import collect, quick
@@ -93,6 +93,8 @@ def health() -> HealthResponse | JSONResponse:
         return _unhealthy(failure.body["error"], failure.body["detail"])
     if lock.state == BROKEN:
         return _unhealthy("lock broken", lock.reason, lock.to_dict())
+    if lock.state == UNPROVEN:  # a standby between two proofs (docs/scaling.md)
+        return _unhealthy("lock not proven yet", lock.reason, lock.to_dict())
     if lock.state != INTACT:
         return _unhealthy("database not loaded", lock.reason, lock.to_dict())
     return HealthResponse(status="healthy",

@@ -46,7 +46,7 @@ from core.errors import (
     SelectionError,
 )
 from core.forbidden_language import ForbiddenLanguageError, find_violations, validate_text
-from core.lock import BROKEN, INTACT, UNLOADED, LockState
+from core.lock import BROKEN, INTACT, UNLOADED, UNPROVEN, LockState
 from core.selection import ProductRef, Selection, resolve
 from core.status import StatusReport
 
@@ -57,6 +57,7 @@ __all__ = [
     "NOT_AVAILABLE",
     "UNCONFIRMED",
     "UNLOADED",
+    "UNPROVEN",
     "AuditFailed",
     "AuditLineage",
     "Cell",

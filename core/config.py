@@ -34,6 +34,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("INCA_BACKUP_DIR", "<INCA_DATA_DIR>/backups", "Where backups and their manifests are written."),
     Setting("INCA_CACHE_TTL", "60", "Seconds the dashboard caches query results."),
     Setting("INCA_STATEMENT_TIMEOUT_MS", "15000", "Statement timeout of reading sessions, in milliseconds."),
+    Setting("INCA_STANDBY_PROOF_INTERVAL_S", "30", "On a hot standby: page views rerun the lock's full proof at most "
+            "once per this many seconds after replay moved on (in between the lock is UNPROVEN, never INTACT)."),
     Setting("INCA_ENV", "development", "`production` refuses weak or default database passwords."),
     Setting("INCA_BACKUP_KEEP_DAILY", "7", "Daily backups kept by `prune`."),
     Setting("INCA_BACKUP_KEEP_WEEKLY", "4", "Weekly backups kept by `prune`."),

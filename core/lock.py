@@ -17,10 +17,19 @@ lookups, well under a millisecond) and
 - otherwise recomputes everything. A table rewrite (new file node), a restore (new file nodes), a
   statistics reset or any counted write thus falls back to the full proof.
 `fresh=True` (the CLI, backups, the dashboard's "verify now") always recomputes.
+
+On a hot standby the counters never move (replayed changes are not counted), so the witness there is
+the standby's own: (system identifier, timeline, the statement's snapshot). A standby accepts no
+writes; its visible content changes only when replay makes another transaction visible, which changes
+every later snapshot. The full proof is bracketed by two such witnesses: only when both are equal is it
+kept as the proof of that snapshot (as of its replay LSN), and reused while later calls see the same
+snapshot. When replay has moved on, the full proof runs again, but a page view pays it at most once per
+INCA_STANDBY_PROOF_INTERVAL_S; in between the state is UNPROVEN (never INTACT for content not proven).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
 from collections.abc import Callable
@@ -30,7 +39,11 @@ from typing import Any, TypeVar, cast
 
 from sqlalchemy import Connection, text
 
+from core import config
+
 INTACT, BROKEN, UNLOADED = "INTACT", "BROKEN", "UNLOADED"
+#: a standby whose replay moved past the last proof, inside the rate limit: not INTACT, not yet judged again
+UNPROVEN = "UNPROVEN"
 FULL, AMOUNTS_ONLY = "full", "amount_fact only"
 #: the lock's own tables: witnessed (a write to them moves the witness) but not digested (they hold the digests)
 RECORD_TABLES = ("lock_record", "lock_seal")
@@ -69,6 +82,8 @@ class LockState:
     recorded_counts: dict[str, int] = field(default_factory=dict)
     #: how this answer was reached: "full proof", "witness unchanged since the last proof", "witness as the load recorded"
     proof: str | None = None
+    #: on a standby: the replay position the proof holds for ("proof as of replay LSN X"); None on a primary
+    proof_replay_lsn: str | None = None
 
     @property
     def intact(self) -> bool:
@@ -91,6 +106,15 @@ _WITNESS_COLUMNS = """
     array_agg(ARRAY[c.relfilenode::bigint, pg_stat_get_tuples_inserted(c.oid), pg_stat_get_tuples_updated(c.oid),
                     pg_stat_get_tuples_deleted(c.oid)] ORDER BY c.relname COLLATE "C") AS stats
 """
+# A standby's witness: whose WAL (system identifier, timeline) and the snapshot of the very statement
+# (pg_current_snapshot() is the active snapshot), so it names exactly the content that statement read.
+_STANDBY_COLUMNS = """
+    CASE WHEN pg_is_in_recovery() THEN concat_ws('/', (SELECT system_identifier FROM pg_control_system()),
+                                                 (SELECT timeline_id FROM pg_control_checkpoint()),
+                                                 pg_current_snapshot()::text) END AS standby_witness,
+    CASE WHEN pg_is_in_recovery() THEN pg_last_wal_replay_lsn()::text END AS replay_lsn
+"""
+_STANDBY_SELECT = "SELECT " + _STANDBY_COLUMNS
 _WITNESS_SELECT = ("SELECT " + _WITNESS_COLUMNS + " FROM pg_class c WHERE c.oid IN "
                    "(SELECT to_regclass('public.' || name) FROM unnest(CAST(%(tables)s AS text[])) AS name)")
 
@@ -151,7 +175,7 @@ LOCK_QUERY = (
            s.stats_reset::text AS sealed_stats_reset, s.recorded_at AS sealed_at,
            rec.names AS recorded_names, rec.digests AS recorded_digests, rec.numbers AS recorded_numbers,
            (SELECT array_agg(relname ORDER BY relname COLLATE "C") FROM inca_locked_relation) AS registered,
-           w.counting, w.stats_reset, w.tables, w.stats
+           w.counting, w.stats_reset, w.tables, w.stats, """ + _STANDBY_COLUMNS + """
     FROM l LEFT JOIN audit_runs o ON o.audit_run_id = l.based_on
     LEFT JOIN s ON true CROSS JOIN rec CROSS JOIN w
     """
@@ -199,6 +223,10 @@ class _Proof:
     lock_digest: str | None
     verified_at: str
     seconds: float | None  # None: the load's own proof, computed in its transaction
+    #: on a standby: the snapshot witness the proof holds for (None: replay moved while it ran, never reused)
+    standby_witness: str | None = None
+    replay_lsn: str | None = None
+    proved_monotonic: float = field(default_factory=time.monotonic)
 
 
 _cache: dict[str, _Proof] = {}  # db identity -> the latest proof
@@ -261,10 +289,43 @@ def _load_proof(runs: Any, record: _Record, witness: _Witness) -> _Proof:
                   record.lock_digest, verified_at, None)
 
 
+RATE_LIMITED = "rate limited"
+
+
+def _standby_interval() -> float:
+    return float(config.env_int("INCA_STANDBY_PROOF_INTERVAL_S"))
+
+
+def _standby_proof(conn: Connection, runs: Any, record: _Record | None, fresh: bool,
+                   identity: str) -> tuple[_Proof, str]:
+    """A standby's proof (module docstring): reused for the same snapshot, recomputed when replay moved on,
+    at most once per INCA_STANDBY_PROOF_INTERVAL_S for page views (`fresh` always recomputes)."""
+    seal = record.seal_run_id if record else None
+    with _cache_lock:
+        cached = _cache.get(identity)
+    same_load = cached is not None and cached.load_run_id == str(runs.audit_run_id) and cached.seal_run_id == seal
+    if not fresh and cached is not None and same_load:
+        if cached.standby_witness is not None and cached.standby_witness == runs.standby_witness:
+            return cached, f"standby snapshot unchanged since the full proof at replay LSN {cached.replay_lsn}"
+        if time.monotonic() - cached.proved_monotonic < _standby_interval():
+            return cached, RATE_LIMITED
+    before = str(runs.standby_witness)
+    proof = _full_proof(conn, runs, record, None)
+    after = conn.exec_driver_sql(_STANDBY_SELECT).one()
+    steady = after.standby_witness == before  # nothing became visible while the proof read
+    proof = dataclasses.replace(proof, standby_witness=before if steady else None, replay_lsn=str(runs.replay_lsn))
+    with _cache_lock:
+        _cache[identity] = proof
+    return proof, f"full proof on the standby at replay LSN {runs.replay_lsn}" + (
+        "" if steady else f" (replay reached {after.replay_lsn} meanwhile: the next call proves again)")
+
+
 def _proof(conn: Connection, runs: Any, record: _Record | None, fresh: bool) -> tuple[_Proof, str]:
     """The proof for this lock row and how it was reached (see the module docstring)."""
-    witness = _witness_of(runs.counting, runs.stats_reset, runs.tables, runs.stats)
     identity = str(runs.identity) + "|" + str(conn.engine.url.query.get("host", conn.engine.url.host))
+    if runs.standby_witness is not None:
+        return _standby_proof(conn, runs, record, fresh, identity)
+    witness = _witness_of(runs.counting, runs.stats_reset, runs.tables, runs.stats)
     seal = record.seal_run_id if record else None
     if not fresh and witness is not None:
         with _cache_lock:
@@ -350,6 +411,16 @@ def lock_from_row(conn: Connection, runs: Any | None, fresh: bool = False) -> Lo
     # digest pass counts every row, so the counts are proven with it.
     proof, how = _proof(conn, runs, record, fresh)
     state, reason, mismatches, not_covered = _judge(runs, record, proof)
+    if how == RATE_LIMITED:
+        # The last proof holds for an earlier replay position only: never INTACT for what it did not read.
+        how = f"proof as of replay LSN {proof.replay_lsn}; replay is now at {runs.replay_lsn}"
+        if state == INTACT:
+            state = UNPROVEN
+            reason = (f"replay moved past the last full proof (INTACT as of replay LSN {proof.replay_lsn}, now at "
+                      f"{runs.replay_lsn}): the proof runs again within {_standby_interval():g} s "
+                      "(INCA_STANDBY_PROOF_INTERVAL_S)")
+        else:
+            reason = f"as of replay LSN {proof.replay_lsn}: {reason}"
     return LockState(state, runs.audit_run_id, runs.status, runs.audit_name, runs.freeze_tag, runs.git_commit,
                      runs.recorded_at.isoformat(), original, runs.fingerprint, proof.fingerprint, proof.verified_at,
                      None if proof.seconds is None else round(proof.seconds, 4), reason,
@@ -357,11 +428,12 @@ def lock_from_row(conn: Connection, runs: Any | None, fresh: bool = False) -> Lo
                      covers=tuple(sorted(record.digests)) if record is not None else ("amount_fact",),
                      not_covered=not_covered, recorded_lock_digest=record.lock_digest if record else None,
                      live_lock_digest=proof.lock_digest, mismatches=tuple(mismatches), proof=how,
+                     proof_replay_lsn=proof.replay_lsn,
                      digests={k: v[1] for k, v in sorted(proof.digests.items())},
                      recorded_counts={k: v[0] for k, v in record.digests.items()} if record else {})
 
 
-_unwritten_cache: dict[tuple[str, str], tuple[_Witness, object]] = {}  # (db identity, name) -> (witness, value)
+_unwritten_cache: dict[tuple[str, str], tuple[object, object]] = {}  # (db identity, name) -> (witness, value)
 
 
 def reuse_while_unwritten(conn: Connection, name: str, tables: tuple[str, ...], compute: Callable[[], T]) -> T:
@@ -373,7 +445,9 @@ def reuse_while_unwritten(conn: Connection, name: str, tables: tuple[str, ...], 
     """
     identity = str(conn.execute(text("SELECT current_database() || '@' || inet_server_port()")).scalar_one())
     key = (identity + "|" + str(conn.engine.url.query.get("host", conn.engine.url.host)), name)
-    witness = _witness(conn, tables)  # read before computing: a write meanwhile moves it
+    witness: object | None = _witness(conn, tables)  # read before computing: a write meanwhile moves it
+    if witness is None:  # a standby: its snapshot names what is visible (module docstring)
+        witness = conn.exec_driver_sql(_STANDBY_SELECT).one().standby_witness
     with _cache_lock:
         cached = _unwritten_cache.get(key)
     if witness is not None and cached is not None and cached[0] == witness:

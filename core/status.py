@@ -8,7 +8,7 @@ from __future__ import annotations
 import dataclasses
 import json
 from dataclasses import asdict, dataclass, field, fields
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from sqlalchemy import text
 
@@ -18,7 +18,7 @@ if TYPE_CHECKING:
 from core import backup_folder, config, db, inventory
 from core.errors import IncaError
 from core.inventory import COUNTED_TABLES, live_counts
-from core.lock import BROKEN, INTACT, UNLOADED, LockState, read_lock, reuse_while_unwritten
+from core.lock import BROKEN, INTACT, UNLOADED, UNPROVEN, LockState, read_lock, reuse_while_unwritten
 
 EXPECTED_TABLES = ("insurer", "product", "product_variant", "document", "coverage_canonical", "coverage_instance",
                    "evidence_ref", "amount_fact", "audit_runs")
@@ -37,6 +37,16 @@ class DatabaseInfo:
     schema_version: int | None = None
     schema_latest: int | None = None
     reader_owns_nothing: bool | None = None  # the reading role owns no object and is in no owner role
+    #: "primary" or "standby" (pg_is_in_recovery()): the application only reads, so it runs on either
+    role: Literal["primary", "standby"] | None = None
+    #: standby: now() - pg_last_xact_replay_timestamp(). It grows on an idle primary although nothing is
+    #: missing: whether the standby has caught up is receive_lsn == replay_lsn (`caught_up`).
+    replay_lag_seconds: float | None = None
+    last_replayed_at: str | None = None  # standby: commit time of the last replayed transaction
+    receive_lsn: str | None = None  # standby: WAL received from the primary (None: not streaming)
+    replay_lsn: str | None = None  # standby: WAL replayed (what the queries see)
+    caught_up: bool | None = None  # standby: everything received is replayed
+    wal_lsn: str | None = None  # primary: pg_current_wal_lsn() (compare with a standby's replay_lsn)
 
 
 @dataclass(frozen=True)
@@ -153,6 +163,7 @@ def collect(fresh: bool = True, include_backups: bool = True) -> StatusReport:
             database.reader_role = info.reader_role
             database.read_only_transaction = info.transaction_read_only == "on"
             database.reader_select_only = bool(info.reader_select_only)
+            _replication(conn, database)
             database.schema_version = inventory.applied_version(conn)
             database.schema_latest = inventory.latest_version()
             if database.schema_version == 0:
@@ -195,7 +206,7 @@ def collect(fresh: bool = True, include_backups: bool = True) -> StatusReport:
     _lock_section_extras(report)
     if report.lock_state == BROKEN:
         report.problems.append(f"lock BROKEN: {report.lock.reason}")
-    elif report.lock_state == UNLOADED:
+    elif report.lock_state in (UNLOADED, UNPROVEN):
         report.problems.append(report.lock.reason)
     for row in report.counts:
         if not row.matches:
@@ -208,6 +219,45 @@ def collect(fresh: bool = True, include_backups: bool = True) -> StatusReport:
 def outdated_schema(version: int, latest: int) -> str:
     return (f"schema v{version}, this version needs v{latest}: run `python -m core migrate` then "
             "`python -m core upgrade` with the owner connection")
+
+
+_REPLICATION = text(
+    """
+    SELECT pg_is_in_recovery() AS standby,
+           CASE WHEN pg_is_in_recovery() THEN extract(epoch FROM now() - pg_last_xact_replay_timestamp()) END AS lag,
+           CASE WHEN pg_is_in_recovery() THEN pg_last_xact_replay_timestamp() END AS replayed_at,
+           CASE WHEN pg_is_in_recovery() THEN pg_last_wal_receive_lsn()::text END AS receive_lsn,
+           CASE WHEN pg_is_in_recovery() THEN pg_last_wal_replay_lsn()::text END AS replay_lsn,
+           CASE WHEN pg_is_in_recovery() THEN pg_last_wal_receive_lsn() <= pg_last_wal_replay_lsn() END AS caught_up,
+           CASE WHEN NOT pg_is_in_recovery() THEN pg_current_wal_lsn()::text END AS wal_lsn
+    """
+)
+
+
+def _replication(conn: Any, database: DatabaseInfo) -> None:
+    """Primary or standby, and on a standby how far replay is behind (docs/scaling.md)."""
+    row = conn.execute(_REPLICATION).one()
+    database.role = "standby" if row.standby else "primary"
+    database.replay_lag_seconds = None if row.lag is None else round(float(row.lag), 3)
+    database.last_replayed_at = None if row.replayed_at is None else row.replayed_at.isoformat()
+    database.receive_lsn, database.replay_lsn, database.wal_lsn = row.receive_lsn, row.replay_lsn, row.wal_lsn
+    database.caught_up = None if row.caught_up is None else bool(row.caught_up)
+
+
+def replication_line(database: DatabaseInfo) -> str:
+    """One line on the server's role and, on a standby, its replay position and lag."""
+    if database.role == "primary":
+        return f"primary (WAL at {database.wal_lsn})"
+    if database.role != "standby":
+        return "—"
+    if database.receive_lsn is None:
+        received = "not streaming (nothing received since start)"
+    else:
+        received = f"received {database.receive_lsn}, replayed {database.replay_lsn}, " + (
+            "caught up" if database.caught_up else "replay behind what was received")
+    lag = ("no transaction replayed since start" if database.replay_lag_seconds is None else
+           f"last replayed transaction {database.replay_lag_seconds:g} s ago (grows on an idle primary)")
+    return f"standby: {received}; {lag}"
 
 
 _READER_OWNS_NOTHING = text(
@@ -288,6 +338,8 @@ def render_text(report: StatusReport) -> str:
                      f"{', '.join(lock.covers)}")
         if lock.recorded_lock_digest:
             lines.append(f"lock:      recorded {lock.recorded_lock_digest}  live {lock.live_lock_digest}  ({lock.proof})")
+    if lock.proof_replay_lsn:
+        lines.append(f"proof:     as of replay LSN {lock.proof_replay_lsn} ({lock.proof})")
     database = report.database
     lines.append(f"database:  {'reachable' if report.reachable else 'UNREACHABLE'}  {database.url or ''}")
     if report.reachable:
@@ -295,6 +347,7 @@ def render_text(report: StatusReport) -> str:
                      f"schema v{database.schema_version}/{database.schema_latest}, "
                      f"reader {database.reader_role} read-only={database.read_only_transaction} "
                      f"select-only={database.reader_select_only}")
+        lines.append(f"role:      {replication_line(database)}")
     if report.counts:
         lines.append("rows:      table                         live   expected")
         for row in report.counts:

@@ -13,13 +13,14 @@ import pandas as pd
 import streamlit as st
 
 from core.errors import IncaError
-from core.status import BackupSummary, StatusReport, backup_frame, backup_health, collect
+from core.status import BackupSummary, StatusReport, backup_frame, backup_health, collect, replication_line
 from dashboard.lib import data, guard, table
 from dashboard.lib.text import md
 
 LOCK_WORDS = {"INTACT": "감사된 적재 내용과 현재 amount_fact가 일치합니다.",
               "BROKEN": "현재 amount_fact가 감사된 지문과 다릅니다. 비교 페이지의 금액을 신뢰할 수 없습니다.",
               "UNLOADED": "감사된 적재 기록이 없습니다.",
+              "UNPROVEN": "대기 서버의 복제가 마지막 증명 이후 진행되어, 현재 내용은 아직 다시 증명되지 않았습니다.",
               "UNKNOWN": "잠금 상태를 읽을 수 없습니다."}
 COMPLETENESS = {"confirmed": "금액 기재", "unconfirmed": "금액 미기재", "unmatched": "표준 코드 미연결"}
 COMPLETENESS_COLORS = ["#4b6584", "#a5b1c2", "#d1a054"]
@@ -57,6 +58,8 @@ def lock_section(report: StatusReport) -> None:
         ("커밋", lock.git_commit), ("적재 시각", lock.loaded_at),
         ("기록된 지문", lock.recorded_fingerprint), ("현재 지문", lock.live_fingerprint),
         ("지문 확인 시각", lock.verified_at), ("확인 소요 (초)", lock.verify_seconds),
+        ("증명 기준 (복제 LSN)", f"proof as of replay LSN {lock.proof_replay_lsn}" if lock.proof_replay_lsn else None),
+        ("증명 경로", lock.proof),
         ("판정 근거", lock.reason),
         ("잠금 범위", f"{lock.scope} · {len(lock.covers)}개 테이블·뷰의 모든 행과 열: {', '.join(lock.covers)}"
          if lock.scope else None),
@@ -93,6 +96,9 @@ def database_section(report: StatusReport) -> None:
         ("내장 PostgreSQL", _yes_no(database.embedded)), ("PostgreSQL", database.server_version),
         ("pgvector", database.pgvector_version),
         ("스키마 버전", f"{database.schema_version} / {database.schema_latest}"),
+        ("서버 역할", {"primary": "주 서버 (primary)", "standby": "대기 서버 (standby)"}.get(database.role or "", "—")),
+        ("복제 상태", replication_line(database) if database.role == "standby" else None),
+        ("복제 지연 (초)", database.replay_lag_seconds),
         ("읽기 역할", database.reader_role),
         ("읽기 전용 트랜잭션", _yes_no(database.read_only_transaction)),
         ("SELECT 전용 역할", _yes_no(database.reader_select_only)),
