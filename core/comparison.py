@@ -21,8 +21,9 @@ from typing import Any, NamedTuple
 import pandas as pd
 from psycopg.rows import namedtuple_row
 
-from core import catalog, db, explain
+from core import catalog, data_quality, db, explain
 from core.errors import SelectionError
+from core.evidence_consistency import Finding
 from core.lock import LOCK_PARAMS, LOCK_QUERY, lock_from_row
 
 CONFIRMED, UNCONFIRMED, NOT_AVAILABLE = "CONFIRMED", "UNCONFIRMED", "NOT_AVAILABLE"
@@ -123,6 +124,17 @@ class Comparison:
     unmatched: dict[str, tuple[Instance, ...]]
     audit: AuditLineage
     notes: tuple[str, ...] = field(default_factory=tuple)
+    #: evidence findings (issue 13) by (coverage_code, product_key, raw name); read in the cells' snapshot
+    findings: dict[tuple[str | None, str, str], tuple[Finding, ...]] = field(default_factory=dict)
+
+    def finding_for(self, coverage_code: str | None, product_key: str, raw_name: str) -> tuple[Finding, ...]:
+        """The evidence findings of one raw coverage (empty: its value is a complete amount in its snippet).
+        A finding never changes the value or the status; show `core.data_quality.MARKER` next to it."""
+        return self.findings.get((coverage_code, product_key, raw_name), ())
+
+    def _evidence_check(self, coverage_code: str | None, product_key: str, raw_name: str) -> str | None:
+        kinds = [finding.kind for finding in self.finding_for(coverage_code, product_key, raw_name)]
+        return ", ".join(kinds) if kinds else None
 
     def cell(self, coverage_code: str, product_key: str) -> Cell:
         return self.cells[(coverage_code, product_key)]
@@ -150,13 +162,16 @@ class Comparison:
                         "product_name": product.name}
                 if not cell.instances:
                     records.append({**base, "status": NOT_AVAILABLE, "value_text": None, "coverage_name_raw": None,
-                                    "display_text": NOT_AVAILABLE_TEXT, "evidence_source": None, "evidence_snippet": None})
+                                    "display_text": NOT_AVAILABLE_TEXT, "evidence_source": None, "evidence_snippet": None,
+                                    "evidence_check": None})
                 for instance in cell.instances:
                     evidence = instance.proposal_evidence
                     records.append({**base, "status": instance.status, "value_text": instance.value_text,
                                     "coverage_name_raw": instance.raw_name, "display_text": instance.display_text,
                                     "evidence_source": evidence.source(product.insurer_name) if evidence else None,
-                                    "evidence_snippet": evidence.snippet if evidence else None})
+                                    "evidence_snippet": evidence.snippet if evidence else None,
+                                    "evidence_check": self._evidence_check(coverage.code, product.key,
+                                                                           instance.raw_name)})
         return pd.DataFrame(records)
 
     def unmatched_frame(self) -> pd.DataFrame:
@@ -333,7 +348,7 @@ def _in_display_order(rows: list[tuple[Any, ...]] | None) -> tuple[Instance, ...
 
 
 def _fetch(conn: Any, names: list[str], codes: list[str] | None, with_unmatched: bool,
-           ) -> tuple[list[Any], list[Any], Any, list[tuple[Any, ...]], str]:
+           ) -> tuple[list[Any], list[Any], Any, list[tuple[Any, ...]], str, list[Any]]:
     """Selection, lock and cells in ONE round trip (a psycopg pipeline on the reading transaction).
 
     The cells are asked for the names as given: the dashboard, the API and most notebook calls name
@@ -351,7 +366,9 @@ def _fetch(conn: Any, names: list[str], codes: list[str] | None, with_unmatched:
                      driver.cursor(binary=True).execute(catalog.NAMED_COVERAGES_QUERY, {"codes": codes}))
         lock = driver.cursor(binary=True, row_factory=namedtuple_row).execute(LOCK_QUERY, dict(LOCK_PARAMS))
         cells = driver.cursor(binary=True).execute(sql, {"product_keys": names, "codes": codes or []})
-    return products.fetchall(), coverages.fetchall(), lock.fetchone(), cells.fetchall(), sql
+        # evidence findings of the named products (or insurers): a small table, filtered again below
+        findings = driver.cursor(binary=True).execute(data_quality.FINDINGS_QUERY, {"every": False, "names": names})
+    return products.fetchall(), coverages.fetchall(), lock.fetchone(), cells.fetchall(), sql, findings.fetchall()
 
 
 # The uncoded coverages of some products, without their evidence: what the dashboard lists under the
@@ -394,7 +411,7 @@ def compare(products: Sequence[str], coverage_codes: Sequence[str] | None = None
                                                  _requested_codes(coverage_codes)]
     # One connection and one read-only transaction for the selection, the lock and the cells.
     with db.read() as conn:
-        product_rows, coverage_rows, lock_row, rows, sql = _fetch(conn, names, codes, with_unmatched)
+        product_rows, coverage_rows, lock_row, rows, sql, finding_rows = _fetch(conn, names, codes, with_unmatched)
         try:  # the named products (with every product of a named insurer): decides as the full catalog would
             chosen = resolve_products(names, catalog.products_from_rows(product_rows))
         except SelectionError:  # re-decided on the full catalog so the suggestions are the same
@@ -427,5 +444,8 @@ def compare(products: Sequence[str], coverage_codes: Sequence[str] | None = None
              for coverage in wanted for product in chosen}
     audit = AuditLineage(lock.audit_run_id, lock.audit_status, lock.freeze_tag, lock.git_commit, lock.state,
                          lock.intact, lock.verified_at, lock.reason)
+    chosen_keys = {product.key for product in chosen}
+    findings = data_quality.findings_by_key([record for record in data_quality.records_from_rows(finding_rows)
+                                             if record.product_key in chosen_keys])
     return Comparison(chosen, wanted, cells, {key: _in_display_order(value) for key, value in unmatched.items()},
-                      audit)
+                      audit, findings=findings)

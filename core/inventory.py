@@ -55,7 +55,7 @@ def applied_version(conn: Connection) -> int:
 
 #: the tables live_counts() reads
 COUNTED_TABLES = ("insurer", "product", "product_variant", "document", "coverage_canonical", "coverage_instance",
-                  "evidence_ref", "amount_fact", "coverage_alias", "audit_runs")
+                  "evidence_ref", "amount_fact", "coverage_alias", "audit_runs", "evidence_finding")
 
 
 def live_counts(conn: Connection) -> dict[str, int]:
@@ -64,6 +64,9 @@ def live_counts(conn: Connection) -> dict[str, int]:
     # search index: report 0 rows rather than fail the whole status.
     has_alias = conn.execute(text("SELECT to_regclass('public.coverage_alias') IS NOT NULL")).scalar_one()
     alias_count = "(SELECT count(*) FROM coverage_alias)" if has_alias else "0"  # constant SQL, never input
+    # Likewise before schema 010 (evidence findings).
+    has_findings = conn.execute(text("SELECT to_regclass('public.evidence_finding') IS NOT NULL")).scalar_one()
+    finding_count = "(SELECT count(*) FROM evidence_finding)" if has_findings else "0"  # constant SQL
     row = conn.execute(
         text(
             f"""
@@ -72,7 +75,7 @@ def live_counts(conn: Connection) -> dict[str, int]:
                    (SELECT count(*) FROM coverage_canonical), ci.total, ci.unmatched,
                    (SELECT count(*) FROM evidence_ref), af.total, af.confirmed, af.unconfirmed,
                    {alias_count},
-                   (SELECT count(*) FROM audit_runs)
+                   (SELECT count(*) FROM audit_runs), {finding_count}
             -- one pass over each big table for its total and its split (was three over amount_fact)
             FROM (SELECT count(*) AS total, count(*) FILTER (WHERE coverage_code IS NULL) AS unmatched
                   FROM coverage_instance) AS ci,
@@ -84,7 +87,7 @@ def live_counts(conn: Connection) -> dict[str, int]:
     ).one()
     names = ("insurer", "product", "product_variant", "document", "coverage_canonical", "coverage_instance",
              "coverage_instance_unmatched", "evidence_ref", "amount_fact", "amount_fact_confirmed",
-             "amount_fact_unconfirmed", "coverage_alias", "audit_runs")
+             "amount_fact_unconfirmed", "coverage_alias", "audit_runs", "evidence_finding")
     return dict(zip(names, (int(value) for value in row), strict=True))
 
 

@@ -14,13 +14,13 @@ from sqlalchemy import text
 if TYPE_CHECKING:
     import pandas as pd
 
-from core import backup_folder, config, db, inventory
+from core import backup_folder, config, data_quality, db, inventory
 from core.errors import IncaError
 from core.inventory import COUNTED_TABLES, live_counts
 from core.lock import BROKEN, INTACT, UNLOADED, LockState, read_lock, reuse_while_unwritten
 
 EXPECTED_TABLES = ("insurer", "product", "product_variant", "document", "coverage_canonical", "coverage_instance",
-                   "evidence_ref", "amount_fact", "audit_runs")
+                   "evidence_ref", "amount_fact", "audit_runs", "evidence_finding")
 
 
 @dataclass
@@ -31,6 +31,8 @@ class StatusReport:
     lock: dict[str, Any] = field(default_factory=dict)
     counts: list[dict[str, Any]] = field(default_factory=list)
     backups: dict[str, Any] = field(default_factory=dict)
+    #: evidence findings (core.data_quality.summary) and the locked dataset's manifest digest
+    data_quality: dict[str, Any] = field(default_factory=dict)
 
     @property
     def lock_state(self) -> str:
@@ -43,7 +45,8 @@ class StatusReport:
 
     def to_dict(self) -> dict[str, Any]:
         return {"ok": self.ok, "reachable": self.reachable, "problems": self.problems, "database": self.database,
-                "lock": self.lock, "counts": self.counts, "backups": self.backups}
+                "lock": self.lock, "counts": self.counts, "backups": self.backups,
+                "data_quality": self.data_quality}
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), ensure_ascii=False, indent=2, default=str)
@@ -105,7 +108,8 @@ def collect(fresh: bool = True, include_backups: bool = True) -> StatusReport:
             lock = read_lock(conn, fresh=fresh)
             report.lock = lock.to_dict()
             recorded = conn.execute(
-                text("SELECT counts FROM audit_runs WHERE kind = 'load' ORDER BY recorded_at DESC LIMIT 1")
+                # the latest run that wrote: the load, or an upgrade that added derived rows since
+                text("SELECT counts FROM audit_runs WHERE kind IN ('load', 'upgrade') ORDER BY recorded_at DESC LIMIT 1")
             ).scalar()
             expected = _expected_counts(recorded)
             # Counting reads every row of the big tables (~0.5 s per million facts): page views reuse
@@ -116,6 +120,7 @@ def collect(fresh: bool = True, include_backups: bool = True) -> StatusReport:
                 want = expected.get(table)
                 report.counts.append({"table": table, "live": live, "expected": want,
                                       "matches": want is None or want == live})
+            report.data_quality = data_quality.summary(conn)
     except IncaError as error:
         report.problems.append(str(error))
         report.lock = report.lock or {"state": "UNKNOWN"}
@@ -129,6 +134,8 @@ def collect(fresh: bool = True, include_backups: bool = True) -> StatusReport:
         report.problems.append(f"lock BROKEN: {report.lock['reason']}")
     elif report.lock_state == UNLOADED:
         report.problems.append(report.lock["reason"])
+    if report.data_quality.get("intact") is False:
+        report.problems.append(str(report.data_quality["reason"]))
     for row in report.counts:
         if not row["matches"]:
             report.problems.append(f"{row['table']}: {row['live']} rows, {row['expected']} expected")
@@ -199,6 +206,12 @@ def render_text(report: StatusReport) -> str:
             mark = "" if row["matches"] else "   <- MISMATCH"
             expected = "-" if row["expected"] is None else row["expected"]
             lines.append(f"           {row['table']:<28}{row['live']:>6}   {expected:>8}{mark}")
+    quality = report.data_quality
+    if quality:
+        lines.append(f"dataset:   {quality.get('dataset_sha256') or '-'}  (manifest digest of the loaded dataset)")
+        kinds = ", ".join(f"{kind} {count}" for kind, count in quality.get("by_kind", {}).items())
+        lines.append(f"findings:  {quality.get('findings')} evidence finding(s){f' ({kinds})' if kinds else ''}  "
+                     f"({quality.get('reason', '')})")
     if report.backups:
         lines.append(f"backups:   {report.backups.get('state')}  {report.backups.get('reason', '')}")
     for problem in report.problems:

@@ -1,4 +1,4 @@
-"""Command line: load, status, migrate, and the backup commands (core.ops.backup.cli).
+"""Command line: load, status, migrate, upgrade, and the backup commands (core.ops.backup.cli).
 
 Every user-caused failure prints one line to stderr and exits non-zero; tracebacks are bugs.
 """
@@ -52,6 +52,16 @@ def _migrate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _upgrade(args: argparse.Namespace) -> int:
+    from core.ops import upgrade
+
+    result = upgrade.upgrade()
+    print(result.message)
+    if result.audit_run_id:
+        print(f"audit run {result.audit_run_id}")
+    return 0
+
+
 def build_parser() -> tuple[argparse.ArgumentParser, dict[str, Handler]]:
     parser = argparse.ArgumentParser(prog="python -m core", description="inca-rag-scope: locked coverage amounts")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -68,6 +78,10 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, Handler]]:
 
     commands.add_parser("migrate", help="apply pending schema files (load does this too)")
     handlers["migrate"] = _migrate
+
+    commands.add_parser("upgrade", help="add derived data (evidence findings) to a database loaded by an earlier "
+                                        "version; audited, idempotent")
+    handlers["upgrade"] = _upgrade
 
     backup_cli.register(commands, handlers)
     return parser, handlers

@@ -22,7 +22,7 @@ from core import config, db
 from core.amounts import is_placeholder_amount
 from core.errors import AuditFailed, DatasetMismatch
 from core.inventory import applied_version, live_counts, loaded_run
-from core.ops import migrate
+from core.ops import findings_load, migrate
 from core.ops.dataset import COLUMNS, PROPOSAL, TABLE_ORDER, LoadBundle, read_bundle
 
 LOAD_AUDIT_NAME = "inca_load_audit"
@@ -272,6 +272,12 @@ def _refuse_other_dataset(conn: Connection, bundle: LoadBundle) -> None:
     )
 
 
+def open_audited(conn: Connection) -> None:
+    """Open the current transaction (only it) for writing the locked tables: the load's guard, which
+    `python -m core upgrade` uses too (core/ops/upgrade.py)."""
+    conn.execute(text("SELECT inca_open_audited_load()"))
+
+
 def load_bundle(bundle: LoadBundle, engine: Engine, progress: Progress | None = None) -> LoadResult:
     """Write `bundle` in one audited transaction, unless the database is already loaded."""
     failures = pre_audit(bundle)
@@ -289,7 +295,7 @@ def load_bundle(bundle: LoadBundle, engine: Engine, progress: Progress | None = 
                 _refuse_other_dataset(conn, bundle)
                 return LoadResult(False, "already loaded and locked; nothing changed", existing[0], existing[1],
                                   live_counts(conn))
-            conn.execute(text("SELECT inca_open_audited_load()"))
+            open_audited(conn)
             try:
                 copied = [table for table in TABLE_ORDER if bundle.rows.get(table)]
                 deferred = _defer_keys_and_indexes(conn, copied)
@@ -299,6 +305,8 @@ def load_bundle(bundle: LoadBundle, engine: Engine, progress: Progress | None = 
                 raise AuditFailed(f"the database refused a row ({error.diag.constraint_name or error.sqlstate}: "
                                   f"{error.diag.message_primary}); nothing was loaded", [str(error)]) from None
             mismatches = [f"{name}: {value!r} {reason}" for name, value, reason in conn.execute(_POST_AUDIT_SQL)]
+            # Evidence findings from the rows just written (the upgrade step runs the same function).
+            findings_load.load_step(conn)
             counts = live_counts(conn)
             counts["audit_runs"] += 2  # the two runs written below
             wrong_counts = [f"{table}: {counts.get(table)} loaded, {want} expected"
@@ -310,6 +318,7 @@ def load_bundle(bundle: LoadBundle, engine: Engine, progress: Progress | None = 
             _refresh_search_vectors(conn)
             fingerprint = conn.execute(text("SELECT inca_amount_fact_fingerprint()")).scalar_one()
             audit_run_id = _record_audit(conn, bundle, counts, fingerprint)
+            findings_load.record_digest(conn, audit_run_id)
     with db.translate_errors(url), engine.connect() as conn:
         conn.execution_options(isolation_level="AUTOCOMMIT").execute(text("ANALYZE"))
     return LoadResult(True, f"loaded {counts['amount_fact']} amount facts; audit PASS; lock recorded",
