@@ -70,6 +70,15 @@ class EvidenceOut(BaseModel):
     source: str = Field(description="One-line citation: insurer · document type · page.")
 
 
+class EvidenceFindingOut(BaseModel):
+    kind: str = Field(description="digit_before, digit_after, inside_longer_amount, different_amount or "
+                                  "not_in_snippet (docs/data-quality.md).")
+    context: str = Field(description="The snippet text around the value, verbatim.")
+    detail: str = Field(description="What was found next to the value (a short technical note).")
+    marker: str = Field(description="The dashboard's marker for the cell: ⚠ 원문 확인 필요.")
+    notice: str = Field(description="The fixed sentence shown with the marker.")
+
+
 class InstanceOut(BaseModel):
     coverage_name_raw: str = Field(description="The coverage name exactly as the insurer prints it.")
     status: StoredStatus = Field(description="Stored status of this amount: CONFIRMED (printed in the proposal) "
@@ -84,6 +93,10 @@ class InstanceOut(BaseModel):
     supporting_evidence: list[EvidenceOut] = Field(
         description="Other snippets about this coverage (terms, summaries), verbatim; context only, never amounts.")
     explanation: str = Field(description="The fixed-template sentence for this coverage (core explanations).")
+    evidence_findings: list[EvidenceFindingOut] | None = Field(
+        default=None,
+        description="Null when the value is a complete amount in its own proposal snippet; otherwise how the "
+                    "extracted value_text and the 원문 may differ (issue 13). value_text and status stay as locked.")
 
 
 class CellOut(BaseModel):

@@ -20,7 +20,8 @@ from sqlalchemy import Connection, text
 from core import db
 from core.evidence_consistency import MARKER, NOTICE, Finding
 
-__all__ = ["FINDINGS_QUERY", "MARKER", "NOTICE", "FindingRecord", "findings", "findings_by_key", "flagged_facts", "summary"]
+__all__ = ["FINDINGS_QUERY", "MARKER", "NOTICE", "Finding", "FindingRecord", "findings", "findings_by_key",
+           "flagged_facts", "summary"]
 
 # Written in the driver's parameter style (compare() sends it in its pipeline). Filtered by the names the
 # caller gave (product keys, insurer keys or Korean insurer names), or every finding when `every` is true.

@@ -12,10 +12,11 @@ import altair as alt
 import pandas as pd
 import streamlit as st
 
+from core.data_quality import MARKER, NOTICE
 from core.errors import IncaError
 from core.status import StatusReport, backup_frame, backup_health, collect
 from dashboard.lib import data, guard, table
-from dashboard.lib.text import md
+from dashboard.lib.text import esc, md
 
 LOCK_WORDS = {"INTACT": "감사된 적재 내용과 현재 amount_fact가 일치합니다.",
               "BROKEN": "현재 amount_fact가 감사된 지문과 다릅니다. 비교 페이지의 금액을 신뢰할 수 없습니다.",
@@ -148,6 +149,31 @@ def backups_section(report: StatusReport) -> None:
     st.dataframe(listing, hide_index=True)
 
 
+def data_quality_section(report: StatusReport) -> None:
+    """Evidence findings (issue 13) and the locked dataset's manifest digest. A finding is about the
+    extraction, not the lock: the values stay as locked; the snippets are 원문, collapsed."""
+    quality = report.data_quality
+    if not quality:
+        return
+    st.subheader("데이터 품질")
+    st.html(table.key_values_html([
+        ("데이터셋 매니페스트 digest", quality.get("dataset_sha256")),
+        ("원문 확인 필요 금액", quality.get("findings")),
+        ("기록된 확인 결과 digest", quality.get("recorded_digest")), ("현재 확인 결과 digest", quality.get("live_digest")),
+        ("판정 근거", quality.get("reason")),
+    ]))
+    items = quality.get("items") or []
+    if not items:
+        return
+    st.markdown(md(f"{MARKER}: {NOTICE}"))
+    for item in items:
+        title = (f"{item['insurer']} · {item['coverage_code'] or '표준 코드 없음'} · {item['coverage_name_raw']} · "
+                 f"{item['value_text']} · {MARKER}")
+        st.html(f'<div class="inca-finding" data-code="{esc(item["coverage_code"] or "")}">{esc(title)}</div>')
+        with st.expander(f"원문 · {item['snippet_source']} ({', '.join(item['kinds'])})", expanded=False):
+            st.html(f"<pre>{esc(item['snippet'])}</pre>")
+
+
 def render() -> None:
     st.title("상태")
     st.html(table.STYLE)
@@ -165,4 +191,5 @@ def render() -> None:
         database_section(report)
     if report.counts:  # only once the schema and data are there
         completeness_section(data.db_key())
+    data_quality_section(report)
     backups_section(report)

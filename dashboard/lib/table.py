@@ -12,6 +12,7 @@ from collections.abc import Sequence
 
 from core.catalog import Coverage
 from core.comparison import NOT_AVAILABLE, NOT_AVAILABLE_TEXT, STATUS_LABELS, Cell, Comparison, Instance
+from core.data_quality import MARKER, NOTICE
 from dashboard.lib.text import esc
 
 TABLE_CLASS = "inca-compare"
@@ -35,6 +36,8 @@ table.inca-table .inst + .inst { margin-top: 0.3rem; padding-top: 0.3rem; border
 table.inca-table .raw { color: #4b5563; font-size: 0.82rem; }
 .s-UNCONFIRMED { color: #6b7280; font-style: italic; }
 .s-NOT_AVAILABLE { color: #b3b8bf; text-decoration: line-through; }
+.inca-flag { color: #b54708; font-size: 0.82rem; font-weight: 600; }
+.inca-notice { font-size: 0.85rem; color: #b54708; margin: 0.2rem 0 0.5rem 0; }
 .inca-legend { font-size: 0.85rem; color: #4b5563; }
 .inca-legend span.item { margin-right: 1.4rem; }
 .inca-products { font-size: 0.85rem; color: #4b5563; margin: 0; padding-left: 1.3rem; }
@@ -73,11 +76,14 @@ def _lines(cell: Cell) -> list[tuple[str, str, str | None]]:
     return [(instance.status, instance.display_text, instance.raw_name) for instance in cell.instances]
 
 
-def cell_html(cell: Cell) -> str:
+def cell_html(cell: Cell, flagged: Sequence[bool] = ()) -> str:
+    """`flagged[i]`: line i has evidence findings; it gets MARKER next to it, outside its value (unchanged)."""
     parts = []
-    for status, shown, raw_name in _lines(cell):
+    for number, (status, shown, raw_name) in enumerate(_lines(cell)):
         prefix = f'<span class="raw">{esc(raw_name)}</span>: ' if raw_name is not None else ""
         parts.append(f'<div class="inst s-{status}" data-status="{status}">{prefix}{esc(shown)}</div>')
+        if number < len(flagged) and flagged[number]:
+            parts.append(marker_html())
     return f'<td data-status="{esc(cell.status)}">{"".join(parts)}</td>'
 
 
@@ -88,9 +94,26 @@ def comparison_html(cmp: Comparison) -> str:
     rows = []
     for coverage, cells in cmp.rows():
         tds = [f'<td class="code">{esc(coverage.code)}</td>', f'<td class="name">{esc(coverage.name)}</td>']
-        tds += [cell_html(cell) for cell in cells]
+        tds += [cell_html(cell, flags(cmp, cell)) for cell in cells]
         rows.append(f'<tr data-code="{esc(coverage.code)}">{"".join(tds)}</tr>')
-    return fixed_table(TABLE_CLASS, head, rows)
+    return fixed_table(TABLE_CLASS, head, rows) + notice_html(cmp)
+
+
+# --- evidence findings (issue 13): a marker next to a flagged value, the fixed notice below the table --
+
+def flags(cmp: Comparison, cell: Cell) -> list[bool]:
+    """Per instance of the cell: does it have evidence findings?"""
+    return [bool(cmp.finding_for(cell.coverage_code, cell.product_key, i.raw_name)) for i in cell.instances]
+
+
+def marker_html() -> str:
+    return f'<div class="inca-flag" data-flag="evidence">{esc(MARKER)}</div>'
+
+
+def notice_html(cmp: Comparison) -> str:
+    """The fixed sentence, once, when a shown cell is flagged (it states no amount of its own)."""
+    shown = any(any(flags(cmp, cell)) for _, cells in cmp.rows() for cell in cells)
+    return f'<div class="inca-notice" data-notice="evidence">{esc(MARKER)}: {esc(NOTICE)}</div>' if shown else ""
 
 
 def fixed_table(css_class: str, head: Sequence[str], rows: Sequence[str]) -> str:
@@ -166,6 +189,8 @@ def evidence_html(cmp: Comparison, coverage: Coverage) -> str:
         for instance in cell.instances:
             head = (f'{esc(product.label)} · {esc(instance.raw_name)} · '
                     f'<span class="s-{esc(instance.status)}">{esc(instance.display_text)}</span>')
+            if cmp.finding_for(coverage.code, product.key, instance.raw_name):
+                head += f' <span class="inca-flag">{esc(MARKER)}</span> <span class="inca-notice">{esc(NOTICE)}</span>'
             blocks.append(f'<div class="inca-ev" data-product="{esc(product.key)}"><div class="head">{head}</div>'
                           f"{_instance_evidence(product.insurer_name, instance)}</div>")
     return "".join(blocks)
