@@ -7,7 +7,9 @@ from typing import Any
 
 import httpx
 import pandas as pd
+import psycopg
 
+from core import db
 from core.comparison import compare
 from core.data_quality import MARKER, NOTICE
 from dashboard.lib import exports
@@ -66,7 +68,7 @@ def test_status_page_lists_the_findings_with_their_snippets(loaded_db: Database)
     snippets = [element.value for element in at.html if element.value.startswith("<pre>")]
     assert sum("1,\n000만원" in snippet for snippet in snippets) == 3
     kv = next(element.value for element in at.html if "데이터셋 매니페스트 digest" in element.value)
-    with __import__("psycopg").connect(__import__("core.db", fromlist=["db"]).psycopg_conninfo(loaded_db.reader)) as conn:
+    with psycopg.connect(db.psycopg_conninfo(loaded_db.reader)) as conn:
         digest = conn.execute("SELECT dataset_sha256 FROM audit_runs WHERE kind = 'load'").fetchone()[0]
     assert digest in kv
 
@@ -87,7 +89,8 @@ def test_exports_carry_an_evidence_check_column(loaded_db: Database) -> None:
 
 
 def test_compare_api_has_the_field_for_the_three_only(client: httpx.Client) -> None:  # noqa: F811
-    response = post(client, {"products": [{"insurer": "hanwha"}, {"insurer": "samsung"}], "target_coverages": CODES})
+    response = post(client, {"products": [{"insurer": "hanwha"}, {"insurer": "samsung"}],
+                             "target_coverages": [{"coverage_code": c} for c in CODES]})
     assert response.status_code == 200, response.text
     answer: dict[str, Any] = response.json()
     seen = []
