@@ -241,10 +241,13 @@ def test_exports_are_exactly_the_shown_table(loaded_db: Database, downloads: dic
     shown = compare_table(at)
     data = downloads["csv"]
     assert data.startswith(b"\xef\xbb\xbf")  # UTF-8 BOM: Excel opens Korean text correctly
-    assert_same_table(exports.read_csv(data), shown)
+    # the shown table, plus the evidence_check column (issue 13: 한화 A4103 is flagged)
+    csv = exports.read_csv(data)
+    assert csv.columns[-1] == exports.EVIDENCE_CHECK and csv[exports.EVIDENCE_CHECK].str.contains("원문 확인 필요").sum() == 1
+    assert_same_table(csv.drop(columns=[exports.EVIDENCE_CHECK]), shown)
     workbook = pd.read_excel(io.BytesIO(downloads["xlsx"]), sheet_name=None, dtype=str, keep_default_na=False)
     assert list(workbook) == ["비교표", "상세", "감사"]
-    assert_same_table(workbook["비교표"], shown)
+    assert_same_table(workbook["비교표"].drop(columns=[exports.EVIDENCE_CHECK]), shown)
     detail = workbook["상세"]
     assert set(detail["status"]) <= set(STATUS_LABELS)
     expected = compare(["samsung_health_v1", "hanwha_health_v1", "db_health_v1"], ["A4210", "A4103", "A4104_1"])
