@@ -19,6 +19,7 @@ from api.schemas import (
     ConditionPhraseOut,
     ConditionSlotOut,
     CoverageOut,
+    EvidenceFindingOut,
     EvidenceOut,
     InstanceOut,
     ProductOut,
@@ -35,6 +36,7 @@ from core.comparison import (
     Instance,
     compare,
 )
+from core.data_quality import MARKER, NOTICE, Finding
 from core.errors import SelectionError
 
 # core.selection decides (the same rule and suggestions as the library and the dashboard); this maps
@@ -88,7 +90,13 @@ def _evidence(evidence: Evidence, insurer_name: str) -> EvidenceOut:
                        source_file=evidence.source_file, source=evidence.source(insurer_name))
 
 
-def _instance(instance: Instance, insurer_name: str, sentence: str) -> InstanceOut:
+def _findings(findings: tuple[Finding, ...]) -> list[EvidenceFindingOut] | None:
+    return [EvidenceFindingOut(kind=f.kind, context=f.context, detail=f.detail, marker=MARKER, notice=NOTICE)
+            for f in findings] or None
+
+
+def _instance(instance: Instance, insurer_name: str, sentence: str,
+              findings: tuple[Finding, ...] = ()) -> InstanceOut:
     confirmed = instance.status == CONFIRMED
     return InstanceOut(
         coverage_name_raw=instance.raw_name,
@@ -101,6 +109,7 @@ def _instance(instance: Instance, insurer_name: str, sentence: str) -> InstanceO
         evidence=_evidence(instance.proposal_evidence, insurer_name) if instance.proposal_evidence else None,
         supporting_evidence=[_evidence(e, insurer_name) for e in instance.supporting_evidence],
         explanation=sentence,
+        evidence_findings=_findings(findings),
     )
 
 
@@ -122,7 +131,8 @@ def _with_conditions(out: list[InstanceOut], cell: condition_slots.CellCondition
         instance_out.conditions = _conditions(conditions, cell.product.insurer_name, subject)
 
 
-def _cell(position: int, product: catalog.Product, cell: Cell, sentences: list[str]) -> CellOut:
+def _cell(position: int, product: catalog.Product, cell: Cell, sentences: list[str],
+          comparison: Comparison | None = None) -> CellOut:
     only = cell.instances[0] if len(cell.instances) == 1 else None
     return CellOut(
         position=position,
@@ -133,7 +143,9 @@ def _cell(position: int, product: catalog.Product, cell: Cell, sentences: list[s
         value_text=only.value_text if only is not None and only.status == CONFIRMED else None,
         display_text=cell.display_text,
         # explanations() yields one sentence per instance in the same order (one for an empty cell)
-        instances=[_instance(i, product.insurer_name, s) for i, s in zip(cell.instances, sentences, strict=False)],
+        instances=[_instance(i, product.insurer_name, s,
+                             comparison.finding_for(cell.coverage_code, product.key, i.raw_name) if comparison else ())
+                   for i, s in zip(cell.instances, sentences, strict=False)],
         explanations=sentences,
     )
 
@@ -148,7 +160,7 @@ def shape(comparison: Comparison) -> CompareResponse:
     for coverage, cells in comparison.rows():
         coverages.append(CoverageOut(
             coverage_code=coverage.code, coverage_name=coverage.name, category=coverage.category,
-            cells=[_cell(n, product, cell, sentences.get((coverage.code, product.key), []))
+            cells=[_cell(n, product, cell, sentences.get((coverage.code, product.key), []), comparison)
                    for n, (product, cell) in enumerate(zip(comparison.products, cells, strict=True), start=1)],
         ))
     for (coverage, condition_cells), coverage_out in zip(comparison.conditions(), coverages, strict=True):

@@ -114,6 +114,13 @@ class ConditionSlotOut(BaseModel):
     status_label: str = Field(description="원문 확인, 문서 상충 or 원문에서 찾지 못함.")
     phrases: list[ConditionPhraseOut] = Field(description="The stored phrases in document order (empty for NOT_FOUND).")
     sentence: str = Field(description="The fixed-template sentence for this slot (passes the forbidden-language check).")
+class EvidenceFindingOut(BaseModel):
+    kind: str = Field(description="digit_before, digit_after, inside_longer_amount, different_amount or "
+                                  "not_in_snippet (docs/data-quality.md).")
+    context: str = Field(description="The snippet text around the value, verbatim.")
+    detail: str = Field(description="What was found next to the value (a short technical note).")
+    marker: str = Field(description="The dashboard's marker for the cell: ⚠ 원문 확인 필요.")
+    notice: str = Field(description="The fixed sentence shown with the marker.")
 
 
 class InstanceOut(BaseModel):
@@ -133,6 +140,10 @@ class InstanceOut(BaseModel):
     conditions: list[ConditionSlotOut] = Field(
         default_factory=list, description="The coverage's condition slots as the audited load stored them, in slot "
                                           "order (empty on a database not yet upgraded: `python -m core upgrade`).")
+    evidence_findings: list[EvidenceFindingOut] | None = Field(
+        default=None,
+        description="Null when the value is a complete amount in its own proposal snippet; otherwise how the "
+                    "extracted value_text and the 원문 may differ (issue 13). value_text and status stay as locked.")
 
 
 class CellOut(BaseModel):

@@ -13,6 +13,8 @@ The public API (a contract for the dashboard, the HTTP API and notebooks):
     core.conditions_of("samsung")                # one product's stored condition phrases
     core.status.collect()                        # lock, counts, database (and backup) health
     core.search.find_coverages("암 진단금")          # suggest codes for an insurer's or analyst's name
+    core.findings()                              # values that disagree with their own snippet (data quality)
+    cmp.finding_for("A4103", "hanwha_health_v1", "뇌졸중 진단비")
 
 Loading is the operations side's job: `from core.ops import ensure_loaded` (first start, notebooks).
 
@@ -36,6 +38,7 @@ from core.comparison import (
     unmatched_coverages,
 )
 from core.condition_slots import conditions_of
+from core.data_quality import findings
 from core.errors import (
     AuditFailed,
     ConfigError,
@@ -83,6 +86,7 @@ __all__ = [
     "config",
     "explain",
     "find_violations",
+    "findings",
     "forbidden_language",
     "resolve",
     "search",

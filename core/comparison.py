@@ -19,7 +19,8 @@ from typing import Any, NamedTuple
 import pandas as pd
 from psycopg.rows import namedtuple_row
 
-from core import catalog, condition_slots, db, explain, selection
+from core import catalog, condition_slots, data_quality, db, explain, selection
+from core.evidence_consistency import Finding
 from core.lock import LOCK_PARAMS, LOCK_QUERY, lock_from_row
 from core.selection import Selection
 
@@ -119,6 +120,17 @@ class Comparison:
     notes: tuple[str, ...] = field(default_factory=tuple)
     #: the stored condition slots of the cells' instances (core/condition_slots.py; None before schema 011)
     slots: condition_slots.ConditionsIndex | None = None
+    #: evidence findings (issue 13) by (coverage_code, product_key, raw name); read in the cells' snapshot
+    findings: dict[tuple[str | None, str, str], tuple[Finding, ...]] = field(default_factory=dict)
+
+    def finding_for(self, coverage_code: str | None, product_key: str, raw_name: str) -> tuple[Finding, ...]:
+        """The evidence findings of one raw coverage (empty: its value is a complete amount in its snippet).
+        A finding never changes the value or the status; show `core.data_quality.MARKER` next to it."""
+        return self.findings.get((coverage_code, product_key, raw_name), ())
+
+    def _evidence_check(self, coverage_code: str | None, product_key: str, raw_name: str) -> str | None:
+        kinds = [finding.kind for finding in self.finding_for(coverage_code, product_key, raw_name)]
+        return ", ".join(kinds) if kinds else None
 
     def cell(self, coverage_code: str, product_key: str) -> Cell:
         return self.cells[(coverage_code, product_key)]
@@ -146,13 +158,16 @@ class Comparison:
                         "product_name": product.name}
                 if not cell.instances:
                     records.append({**base, "status": NOT_AVAILABLE, "value_text": None, "coverage_name_raw": None,
-                                    "display_text": NOT_AVAILABLE_TEXT, "evidence_source": None, "evidence_snippet": None})
+                                    "display_text": NOT_AVAILABLE_TEXT, "evidence_source": None, "evidence_snippet": None,
+                                    "evidence_check": None})
                 for instance in cell.instances:
                     evidence = instance.proposal_evidence
                     records.append({**base, "status": instance.status, "value_text": instance.value_text,
                                     "coverage_name_raw": instance.raw_name, "display_text": instance.display_text,
                                     "evidence_source": evidence.source(product.insurer_name) if evidence else None,
-                                    "evidence_snippet": evidence.snippet if evidence else None})
+                                    "evidence_snippet": evidence.snippet if evidence else None,
+                                    "evidence_check": self._evidence_check(coverage.code, product.key,
+                                                                           instance.raw_name)})
         return pd.DataFrame(records)
 
     def conditions(self) -> list[tuple[catalog.Coverage, list[condition_slots.CellConditions]]]:
@@ -373,6 +388,9 @@ def compare(products: Selection | Sequence[str] | str, coverage_codes: Sequence[
     # One connection and one read-only transaction for the selection, the lock and the cells.
     with db.read() as conn:
         chosen, lock_row, rows, unmatched_rows = _fetch(conn, asked, with_unmatched)
+        # evidence findings of the chosen products (issue 13): a small table, in the same snapshot
+        finding_rows = conn.exec_driver_sql(data_quality.FINDINGS_QUERY,
+                                            {"every": False, "names": list(chosen.product_keys)}).all()
         lock = lock_from_row(conn, lock_row)
         every_code = (asked.coverages if isinstance(asked, Selection) else asked.codes) is None
         slots = condition_slots.fetch(conn, chosen.product_keys, _CODES_FILTER[(every_code, False)],
@@ -393,5 +411,7 @@ def compare(products: Selection | Sequence[str] | str, coverage_codes: Sequence[
              for coverage in wanted for product in chosen.products}
     audit = AuditLineage(lock.audit_run_id, lock.audit_status, lock.freeze_tag, lock.git_commit, lock.state,
                          lock.intact, lock.verified_at, lock.reason)
+    findings = data_quality.findings_by_key(data_quality.records_from_rows([tuple(row) for row in finding_rows]))
     return Comparison(chosen.products, wanted, cells,
-                      {key: _in_display_order(value) for key, value in unmatched.items()}, audit, slots=slots)
+                      {key: _in_display_order(value) for key, value in unmatched.items()}, audit, slots=slots,
+                      findings=findings)

@@ -62,7 +62,7 @@ def missing_versions(conn: Connection) -> list[int]:
 
 #: the tables live_counts() reads
 COUNTED_TABLES = ("insurer", "product", "product_variant", "document", "coverage_canonical", "coverage_instance",
-                  "evidence_ref", "amount_fact", "coverage_alias", "audit_runs")
+                  "evidence_ref", "amount_fact", "coverage_alias", "audit_runs", "evidence_finding")
 
 
 def live_counts(conn: Connection) -> dict[str, int]:
@@ -81,7 +81,8 @@ def live_counts(conn: Connection) -> dict[str, int]:
                    (SELECT count(*) FROM evidence_ref) AS evidence_ref, af.total AS amount_fact,
                    af.confirmed AS amount_fact_confirmed, af.unconfirmed AS amount_fact_unconfirmed,
                    (SELECT count(*) FROM coverage_alias) AS coverage_alias,
-                   (SELECT count(*) FROM audit_runs) AS audit_runs
+                   (SELECT count(*) FROM audit_runs) AS audit_runs,
+                   (SELECT count(*) FROM evidence_finding) AS evidence_finding
             -- one pass over each big table for its total and its split (was three over amount_fact)
             FROM (SELECT count(*) AS total, count(*) FILTER (WHERE coverage_code IS NULL) AS unmatched
                   FROM coverage_instance) AS ci,

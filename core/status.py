@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import MISSING, asdict, dataclass, field, fields
 from typing import TYPE_CHECKING, Any, Literal
 
 from sqlalchemy import text
@@ -15,13 +15,13 @@ from sqlalchemy import text
 if TYPE_CHECKING:
     import pandas as pd
 
-from core import backup_folder, config, db, inventory
+from core import backup_folder, config, data_quality, db, inventory
 from core.errors import IncaError
 from core.inventory import COUNTED_TABLES, live_counts
 from core.lock import BROKEN, INTACT, UNLOADED, UNPROVEN, LockState, read_lock, reuse_while_unwritten
 
 EXPECTED_TABLES = ("insurer", "product", "product_variant", "document", "coverage_canonical", "coverage_instance",
-                   "evidence_ref", "amount_fact", "audit_runs")
+                   "evidence_ref", "amount_fact", "audit_runs", "evidence_finding")
 
 
 @dataclass
@@ -78,9 +78,21 @@ class BackupSummary:
         return {**self.record, "state": self.state, "reason": self.reason}
 
 
+@dataclass(frozen=True)
+class DataQuality:
+    """Evidence findings (docs/data-quality.md): never a lock state, always shown with their snippets."""
+    findings: int  # flagged facts
+    finding_rows: int  # (fact, kind) rows
+    by_kind: dict[str, int]
+    items: list[dict[str, Any]]  # one per flagged fact, with its snippet
+    dataset_sha256: str | None  # the manifest digest of the dataset the load locked
+
+
 def unread_lock(state: str, reason: str) -> LockState:
     """A lock that could not be read (database down, no schema): only its state and why."""
-    blank: dict[str, Any] = {item.name: None for item in fields(LockState)}
+    # fields without a default are unknown (None); the others keep their empty defaults ((), {})
+    blank: dict[str, Any] = {item.name: None for item in fields(LockState)
+                             if item.default is MISSING and item.default_factory is MISSING}
     return LockState(**{**blank, "state": state, "reason": reason})
 
 
@@ -92,6 +104,8 @@ class StatusReport:
     lock: LockState = field(default_factory=lambda: unread_lock("UNKNOWN", "the lock was not read"))
     counts: list[CountRow] = field(default_factory=list)
     backups: BackupSummary | None = None  # None: not asked for (include_backups=False) or not reached
+    #: evidence findings (core.data_quality.summary) and the locked dataset's manifest digest
+    data_quality: DataQuality | None = None
 
     @property
     def lock_state(self) -> str:
@@ -107,7 +121,8 @@ class StatusReport:
         return {"ok": self.ok, "reachable": self.reachable, "problems": self.problems,
                 "database": asdict(self.database), "lock": self.lock.to_dict(),
                 "counts": [row.to_dict() for row in self.counts],
-                "backups": self.backups.to_dict() if self.backups is not None else {}}
+                "backups": self.backups.to_dict() if self.backups is not None else {},
+                "data_quality": asdict(self.data_quality) if self.data_quality is not None else {}}
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), ensure_ascii=False, indent=2, default=str)
@@ -180,7 +195,8 @@ def collect(fresh: bool = True, include_backups: bool = True) -> StatusReport:
             report.lock = read_lock(conn, fresh=fresh)
             database.reader_owns_nothing = bool(conn.execute(_READER_OWNS_NOTHING).scalar())
             recorded = conn.execute(
-                text("SELECT counts FROM audit_runs WHERE kind = 'load' ORDER BY recorded_at DESC LIMIT 1")
+                # the latest run that wrote: the load, or an upgrade that added derived rows since
+                text("SELECT counts FROM audit_runs WHERE kind IN ('load', 'upgrade') ORDER BY recorded_at DESC LIMIT 1")
             ).scalar()
             # The latest audited recording (load or upgrade) holds the counts it proved (upgrades add audit runs).
             expected = {**_expected_counts(recorded),
@@ -190,6 +206,7 @@ def collect(fresh: bool = True, include_backups: bool = True) -> StatusReport:
             counts = live_counts(conn) if fresh else reuse_while_unwritten(
                 conn, "live_counts", COUNTED_TABLES, lambda: live_counts(conn))
             report.counts = [CountRow(table, live, expected.get(table)) for table, live in counts.items()]
+            report.data_quality = DataQuality(**data_quality.summary(conn))
     except IncaError as error:
         report.problems.append(str(error))
         if report.lock.audit_run_id is None and report.lock.state == "UNKNOWN":  # failed before the lock was read
@@ -354,6 +371,11 @@ def render_text(report: StatusReport) -> str:
             mark = "" if row.matches else "   <- MISMATCH"
             expected = "-" if row.expected is None else row.expected
             lines.append(f"           {row.table:<28}{row.live:>6}   {expected:>8}{mark}")
+    quality = report.data_quality
+    if quality is not None:
+        lines.append(f"dataset:   {quality.dataset_sha256 or '-'}  (manifest digest of the loaded dataset)")
+        kinds = ", ".join(f"{kind} {count}" for kind, count in quality.by_kind.items())
+        lines.append(f"findings:  {quality.findings} evidence finding(s){f' ({kinds})' if kinds else ''}")
     if report.backups is not None:
         lines.append(f"backups:   {report.backups.state}  {report.backups.reason}")
     for problem in report.problems:

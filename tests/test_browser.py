@@ -182,7 +182,9 @@ def test_compare_page_shows_the_datasets_amounts(app_url: str, page: Any, loaded
         page.get_by_role("button", name="CSV", exact=True).click()  # not 조건 CSV
     data = Path(download.value.path()).read_bytes()
     assert data.startswith(b"\xef\xbb\xbf")
-    assert exports.read_csv(data).values.tolist() == rows
+    csv = exports.read_csv(data)  # the shown table plus evidence_check (issue 13)
+    assert csv.columns[-1] == exports.EVIDENCE_CHECK
+    assert csv.drop(columns=[exports.EVIDENCE_CHECK]).values.tolist() == rows
     screenshot(page, "compare.png")
     page.locator('[data-testid="stExpander"] summary').first.click()
     page.wait_for_timeout(300)

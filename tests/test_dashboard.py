@@ -270,10 +270,13 @@ def test_exports_are_exactly_the_shown_table(loaded_db: Database, downloads: dic
     facts.assert_page_table(shown, chosen, codes)
     data = downloads["csv"]
     assert data.startswith(b"\xef\xbb\xbf")  # UTF-8 BOM: Excel opens Korean text correctly
-    assert_same_table(exports.read_csv(data), shown)
+    # the shown table, plus the evidence_check column (issue 13: 한화 A4103 is flagged)
+    csv = exports.read_csv(data)
+    assert csv.columns[-1] == exports.EVIDENCE_CHECK and csv[exports.EVIDENCE_CHECK].str.contains("원문 확인 필요").sum() == 1
+    assert_same_table(csv.drop(columns=[exports.EVIDENCE_CHECK]), shown)
     workbook = pd.read_excel(io.BytesIO(downloads["xlsx"]), sheet_name=None, dtype=str, keep_default_na=False)
     assert list(workbook) == ["비교표", "상세", "지급 조건", "감사"]
-    assert_same_table(workbook["비교표"], shown)
+    assert_same_table(workbook["비교표"].drop(columns=[exports.EVIDENCE_CHECK]), shown)
     detail = workbook["상세"]
     assert set(detail["status"]) <= set(STATUS_LABELS)
     # one row per code, product and raw coverage, in the chosen orders
@@ -281,9 +284,12 @@ def test_exports_are_exactly_the_shown_table(loaded_db: Database, downloads: dic
                 for card in (facts.cards_for(key, code) or [None])]
     assert detail["display_text"].tolist() == expected
     assert "000만원" in detail["value_text"].tolist()  # text stays text: never turned into the number 0
-    conditions = expected.conditions_frame().fillna("").astype(str)
-    assert_same_table(workbook["지급 조건"], conditions)
-    assert_same_table(exports.read_csv(downloads["conditions_csv"]), conditions)
+    # the conditions sheet and its CSV hold the same rows: every chosen code x product x slot, in the chosen orders
+    sheet = workbook["지급 조건"].fillna("").astype(str)
+    assert_same_table(exports.read_csv(downloads["conditions_csv"]), sheet)
+    assert set(sheet["status"]) <= {"FOUND", "CONFLICT", "NOT_FOUND", "NOT_AVAILABLE"}  # NOT_AVAILABLE: no such coverage
+    assert list(dict.fromkeys(sheet["coverage_code"])) == codes
+    assert list(dict.fromkeys(sheet["product_key"])) == chosen
 
 
 # --- catalog and status --------------------------------------------------------------------------

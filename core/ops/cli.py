@@ -79,7 +79,8 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, Handler]]:
     commands.add_parser("migrate", help="apply pending schema files (load does this too)")
     handlers["migrate"] = _migrate
 
-    commands.add_parser("upgrade", help="add what an earlier version's load did not record (condition slots, the full lock)")
+    commands.add_parser("upgrade", help="add what an earlier version's load did not record (condition slots, "
+                                        "evidence findings, the full lock); audited, idempotent")
     handlers["upgrade"] = _upgrade
 
     backup_cli.register(commands, handlers)

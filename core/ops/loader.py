@@ -22,7 +22,7 @@ from core import config, db
 from core.amounts import is_placeholder_amount
 from core.errors import AuditFailed, DatasetMismatch
 from core.inventory import applied_version, live_counts, loaded_run
-from core.ops import conditions_load, lock_record, migrate
+from core.ops import conditions_load, findings_load, lock_record, migrate
 from core.ops.dataset import COLUMNS, PROPOSAL, TABLE_ORDER, LoadBundle, fields, read_bundle
 
 LOAD_AUDIT_NAME = "inca_load_audit"
@@ -279,6 +279,12 @@ def _refuse_other_dataset(conn: Connection, bundle: LoadBundle) -> None:
     )
 
 
+def open_audited(conn: Connection) -> None:
+    """Open the current transaction (only it) for writing the locked tables: the load's guard, which
+    `python -m core upgrade` uses too (core/ops/upgrade.py)."""
+    conn.execute(text("SELECT inca_open_audited_load()"))
+
+
 def load_bundle(bundle: LoadBundle, engine: Engine, progress: Progress | None = None) -> LoadResult:
     """Write `bundle` in one audited transaction, unless the database is already loaded."""
     failures = pre_audit(bundle)
@@ -296,7 +302,7 @@ def load_bundle(bundle: LoadBundle, engine: Engine, progress: Progress | None = 
                 _refuse_other_dataset(conn, bundle)
                 return LoadResult(False, "already loaded and locked; nothing changed", existing.audit_run_id,
                                   existing.fingerprint, live_counts(conn))
-            conn.execute(text("SELECT inca_open_audited_load()"))
+            open_audited(conn)
             try:
                 copied = [table for table in TABLE_ORDER if bundle.rows.get(table)]
                 deferred = _defer_keys_and_indexes(conn, copied)
@@ -306,8 +312,10 @@ def load_bundle(bundle: LoadBundle, engine: Engine, progress: Progress | None = 
                 raise AuditFailed(f"the database refused a row ({error.diag.constraint_name or error.sqlstate}: "
                                   f"{error.diag.message_primary}); nothing was loaded", [str(error)]) from None
             mismatches = [f"{name}: {value!r} {reason}" for name, value, reason in conn.execute(_POST_AUDIT_SQL)]
-            # condition slots from the rows just written (same function as `python -m core upgrade`)
+            # Derived from the rows just written, by the same functions as `python -m core upgrade`:
+            # condition slots, then evidence findings.
             condition_counts = conditions_load.derive_and_audit(conn)
+            findings_load.load_step(conn)
             counts = live_counts(conn) | condition_counts
             counts["audit_runs"] += 2  # the two runs written below
             # The load records its lock (schema 008): saying so in its audit means a deleted record reads as

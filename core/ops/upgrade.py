@@ -23,8 +23,8 @@ from sqlalchemy import Connection, Engine, text
 from core import db, lock
 from core.errors import AuditFailed, LockBroken, SchemaMissing
 from core.inventory import live_counts
-from core.ops import conditions_load, lock_record, migrate
-from core.ops.loader import _LOAD_LOCK_KEY
+from core.ops import conditions_load, findings_load, lock_record, migrate
+from core.ops.loader import _LOAD_LOCK_KEY, open_audited
 
 UPGRADE_AUDIT_NAME = "inca_upgrade_audit"
 
@@ -36,8 +36,17 @@ class UpgradeStep:
     run: Callable[[Connection], dict[str, int]]  # writes and audits; returns row counts written
 
 
+def _findings_needed(conn: Connection) -> bool:
+    return findings_load.compute(conn) != findings_load.stored(conn)
+
+
+def _write_findings(conn: Connection) -> dict[str, int]:
+    return {findings_load.TABLE: findings_load.upgrade_step(conn)}
+
+
 UPGRADE_STEPS: tuple[UpgradeStep, ...] = (
     UpgradeStep("condition_slots", conditions_load.missing, conditions_load.derive_and_audit),
+    UpgradeStep("evidence_findings", _findings_needed, _write_findings),
 )
 
 
@@ -57,8 +66,9 @@ def _record_upgrade_run(conn: Connection, steps: list[str], written: dict[str, i
     return str(conn.execute(
         text("""
             INSERT INTO audit_runs (kind, audit_name, status, freeze_tag, git_commit, generated_at, rows_audited,
-                                    counts, fingerprint, based_on)
-            VALUES ('upgrade', :name, 'PASS', :tag, :commit, :now, :rows, CAST(:counts AS jsonb), :fingerprint, :load)
+                                    counts, fingerprint, dataset_sha256, based_on)
+            VALUES ('upgrade', :name, 'PASS', :tag, :commit, :now, :rows, CAST(:counts AS jsonb), :fingerprint,
+                    (SELECT dataset_sha256 FROM audit_runs WHERE audit_run_id = CAST(:load AS uuid)), :load)
             RETURNING audit_run_id
         """),
         {"name": UPGRADE_AUDIT_NAME, "tag": load.freeze_tag, "commit": load.git_commit, "now": datetime.now(UTC),
@@ -80,7 +90,7 @@ def _upgrade_in(conn: Connection) -> UpgradeResult:
     if not pending and not lock_pending:
         return UpgradeResult(False, "up to date; nothing changed", (), {}, None, None)
     before = conn.execute(text("SELECT inca_amount_fact_fingerprint()")).scalar_one()
-    conn.execute(text("SELECT inca_open_audited_load()"))
+    open_audited(conn)
     written: dict[str, int] = {}
     for step in pending:
         written |= step.run(conn)

@@ -101,7 +101,8 @@ def comparison_section(cmp: Comparison) -> None:
     stem = exports.file_stem(cmp)
     # Deferred: the files are built from this same comparison only when a button is clicked (the
     # workbook costs ~0.15 s, too much for every rerun).
-    csv_col.download_button("CSV", lambda: exports.csv_bytes(cmp.to_frame()), file_name=f"{stem}.csv", mime=exports.CSV_MIME,
+    csv_col.download_button("CSV", lambda: exports.csv_bytes(exports.with_evidence_check(cmp)), file_name=f"{stem}.csv",
+                            mime=exports.CSV_MIME,
                             icon=":material/download:", key="download_csv", on_click="ignore",
                             help="보이는 표 그대로 (UTF-8 BOM, Excel에서 바로 열림)")
     xlsx_col.download_button("Excel", lambda: exports.xlsx_bytes(cmp), file_name=f"{stem}.xlsx", mime=exports.XLSX_MIME,

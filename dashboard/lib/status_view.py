@@ -12,6 +12,7 @@ import altair as alt
 import pandas as pd
 import streamlit as st
 
+from core.data_quality import MARKER, NOTICE
 from core.errors import IncaError
 from core.status import BackupSummary, StatusReport, backup_frame, backup_health, collect, replication_line
 from dashboard.lib import data, guard, table
@@ -160,6 +161,28 @@ def backups_section(report: StatusReport) -> None:
     st.dataframe(listing, hide_index=True)
 
 
+def data_quality_section(report: StatusReport) -> None:
+    """Evidence findings (issue 13) and the locked dataset's manifest digest. A finding is about the
+    extraction, not the lock: the values stay as locked; the snippets are 원문, collapsed."""
+    quality = report.data_quality
+    if quality is None:
+        return
+    st.subheader("데이터 품질")
+    st.html(table.key_values_html([
+        ("데이터셋 매니페스트 digest", quality.dataset_sha256),
+        ("원문 확인 필요 금액", quality.findings),
+    ]))
+    if not quality.items:
+        return
+    st.markdown(md(f"{MARKER}: {NOTICE}"))
+    for item in quality.items:
+        st.html(table.render("findings.html.j2", code=item["coverage_code"] or "", insurer=item["insurer"],
+                             code_label=item["coverage_code"] or "표준 코드 없음", raw_name=item["coverage_name_raw"],
+                             value_text=item["value_text"], marker=MARKER))
+        with st.expander(f"원문 · {item['snippet_source']} ({', '.join(item['kinds'])})", expanded=False):
+            st.html(table.render("snippet.html.j2", snippet=item["snippet"]))
+
+
 def render() -> None:
     st.title("상태")
     st.html(table.STYLE)
@@ -177,4 +200,5 @@ def render() -> None:
         database_section(report)
     if report.counts:  # only once the schema and data are there
         completeness_section(data.db_key())
+    data_quality_section(report)
     backups_section(report)

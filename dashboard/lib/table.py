@@ -18,6 +18,7 @@ import jinja2
 
 from core.catalog import Coverage
 from core.comparison import NOT_AVAILABLE, NOT_AVAILABLE_TEXT, STATUS_LABELS, Cell, Comparison, Instance
+from core.data_quality import MARKER, NOTICE
 
 TABLE_CLASS = "inca-compare"
 _DASHBOARD = Path(__file__).resolve().parent.parent
@@ -52,25 +53,36 @@ def render(template: str, **values: Any) -> str:
 
 
 # The templates get plain tuples and unpack them in their loops (see comparison.html.j2 for why).
-Line = tuple[str, str, str | None]  # status, text shown, raw name before it (several instances)
+#: status, text shown, raw name before it (several instances), flagged by an evidence finding (issue 13)
+Line = tuple[str, str, str | None, bool]
 
 
-def _lines(cell: Cell) -> list[Line]:
-    """display_text joins exactly these lines."""
+def _lines(cell: Cell, flagged: Sequence[bool] = ()) -> list[Line]:
+    """display_text joins exactly these lines; `flagged[i]`: instance i has evidence findings (issue 13)."""
     if not cell.instances:
-        return [(NOT_AVAILABLE, NOT_AVAILABLE_TEXT, None)]
+        return [(NOT_AVAILABLE, NOT_AVAILABLE_TEXT, None, False)]
+    marks = [bool(flag) for flag in flagged] + [False] * (len(cell.instances) - len(flagged))
     if len(cell.instances) == 1:
         only = cell.instances[0]
-        return [(only.status, only.display_text, None)]
-    return [(instance.status, instance.display_text, instance.raw_name) for instance in cell.instances]
+        return [(only.status, only.display_text, None, marks[0])]
+    return [(instance.status, instance.display_text, instance.raw_name, mark)
+            for instance, mark in zip(cell.instances, marks, strict=True)]
+
+
+def flags(cmp: Comparison, cell: Cell) -> list[bool]:
+    """Per instance of the cell: does it have evidence findings (the value itself is never changed)?"""
+    return [bool(cmp.finding_for(cell.coverage_code, cell.product_key, i.raw_name)) for i in cell.instances]
 
 
 def comparison_html(cmp: Comparison) -> str:
-    """The side-by-side table: coverages in the chosen order, products as columns in the chosen order."""
-    rows = [(coverage.code, coverage.name, [(cell.status, _lines(cell)) for cell in cells])
+    """The side-by-side table: coverages in the chosen order, products as columns in the chosen order;
+    a flagged value gets MARKER after it and the fixed NOTICE once below the table."""
+    rows = [(coverage.code, coverage.name, [(cell.status, _lines(cell, flags(cmp, cell))) for cell in cells])
             for coverage, cells in cmp.rows()]
+    flagged = any(mark for _code, _name, cells in rows for _status, lines in cells for *_, mark in lines)
     return render("comparison.html.j2", css_class=TABLE_CLASS, columns=len(cmp.products),
-                  products=[(product.key, product.name, product.label) for product in cmp.products], rows=rows)
+                  products=[(product.key, product.name, product.label) for product in cmp.products], rows=rows,
+                  marker=MARKER, notice=NOTICE if flagged else None)
 
 
 def static_table_html(columns: Sequence[str], rows: Sequence[Sequence[tuple[str, str | None]]],
@@ -91,20 +103,23 @@ def explanations_html(coverage: Coverage, sentences: Sequence[str]) -> str:
     return render("explanations.html.j2", coverage=coverage, sentences=sentences)
 
 
-def _evidence(insurer: str, instance: Instance) -> tuple[object, ...]:
+def _evidence(insurer: str, instance: Instance, flagged: bool = False) -> tuple[object, ...]:
     proposal = instance.proposal_evidence
     supporting = [(evidence.source(insurer), evidence.snippet) for evidence in instance.supporting_evidence]
     documents = " · ".join(dict.fromkeys(evidence.doc_type for evidence in instance.supporting_evidence))
     return (instance.raw_name, instance.status, instance.display_text,
-            None if proposal is None else (proposal.source(insurer), proposal.snippet), supporting, documents)
+            None if proposal is None else (proposal.source(insurer), proposal.snippet), supporting, documents, flagged)
 
 
 def evidence_html(cmp: Comparison, coverage: Coverage) -> str:
     """Every snippet behind one row, verbatim in <pre>, product by product in the chosen order."""
     blocks = [(product.key, product.label,
-               [_evidence(product.insurer_name, instance) for instance in cmp.cell(coverage.code, product.key).instances])
+               [_evidence(product.insurer_name, instance,
+                          bool(cmp.finding_for(coverage.code, product.key, instance.raw_name)))
+                for instance in cmp.cell(coverage.code, product.key).instances])
               for product in cmp.products]
-    return render("evidence.html.j2", blocks=blocks, not_available=NOT_AVAILABLE, not_available_text=NOT_AVAILABLE_TEXT)
+    return render("evidence.html.j2", blocks=blocks, not_available=NOT_AVAILABLE, not_available_text=NOT_AVAILABLE_TEXT,
+                  marker=MARKER, notice=NOTICE)
 
 
 def badge_html(state: str, text: str | None = None, small: bool = False) -> str:
