@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import warnings
 from typing import Annotated, Any
 
@@ -40,13 +39,13 @@ log = logging.getLogger("uvicorn.error")
 
 def startup_check() -> None:
     """Refuse to start on unsafe settings (core.config raises the one-line ConfigError)."""
-    production = (config.env("INCA_ENV") or "").lower() == "production"
+    current = config.settings()
     urls = config.configured_urls()  # parses both URLs; production also rejects weak passwords
-    if production and not os.environ.get("DATABASE_URL", "").strip():
+    if current.env == "production" and current.database_url is None:
         # Without DATABASE_URL the API would read with the owner URL or start an embedded server.
         raise ConfigError("INCA_ENV=production needs DATABASE_URL (the SELECT-only role, see docs/deployment.md)")
     where = config.mask(urls[0]) if urls else "the embedded PostgreSQL (development)"
-    log.info("inca api: INCA_ENV=%s, reading from %s", config.env("INCA_ENV"), where)
+    log.info("inca api: INCA_ENV=%s, reading from %s", current.env, where)
 
 
 _EXAMPLES = {"guide": {"summary": "The guide's example", "value": EXAMPLE_REQUEST}}

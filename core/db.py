@@ -26,7 +26,7 @@ def connections() -> Connections:
 
 
 def _reader_options() -> str:
-    timeout = config.env_int("INCA_STATEMENT_TIMEOUT_MS")
+    timeout = config.settings().statement_timeout_ms
     # Read-only by default even if the role itself was not configured so (belt and braces).
     return f"-c default_transaction_read_only=on -c statement_timeout={timeout}"
 

@@ -10,7 +10,6 @@ INCA_FINGERPRINT_TTL cache in core.lock).
 from __future__ import annotations
 
 import hashlib
-import os
 
 import pandas as pd
 import streamlit as st
@@ -23,7 +22,7 @@ from core.errors import ConfigError
 def _ttl() -> int:
     # A malformed value must not crash the import; guard.ensure_ready() reports it on every page.
     try:
-        return config.env_int("INCA_CACHE_TTL")
+        return config.settings().cache_ttl
     except ConfigError:
         return 60
 
@@ -35,11 +34,10 @@ MAX_CACHED_COMPARISONS = 64
 
 def db_key() -> str:
     """Identity of the configured database, without connecting (hashed: it holds passwords)."""
-    reader = os.environ.get("DATABASE_URL", "").strip()
-    admin = os.environ.get("INCA_ADMIN_URL", "").strip()
-    if not reader and not admin:
+    identity = config.database_identity()
+    if not identity.strip():
         return f"embedded:{config.data_dir()}"
-    return "url:" + hashlib.sha256(f"{reader}\n{admin}".encode()).hexdigest()[:16]
+    return "url:" + hashlib.sha256(identity.encode()).hexdigest()[:16]
 
 
 @st.cache_resource(show_spinner=False)
