@@ -11,11 +11,14 @@ from __future__ import annotations
 import json
 import logging
 import warnings
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
 from fastapi import Body, FastAPI
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 
+import core
 from api import comparing, errors
 from api.middleware import MAX_BODY_BYTES, BodyLimit, FailFast
 from api.schemas import (
@@ -56,7 +59,16 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
     503: {"model": ErrorResponse, "description": "Database unreachable or not loaded, or the lock is not INTACT."},
 }
 
+@asynccontextmanager
+async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+    yield
+    # Graceful shutdown (SIGTERM from systemd or Docker, or Ctrl-C): release the embedded server
+    # now, because uvicorn ends by re-raising the signal, which skips atexit.
+    core.shutdown()
+
+
 app = FastAPI(
+    lifespan=lifespan,
     title="inca-rag-scope API",
     version="0.1.0",
     description=(
@@ -69,6 +81,13 @@ app = FastAPI(
 errors.install(app)
 app.add_middleware(BodyLimit)
 app.add_middleware(FailFast, check=startup_check)
+
+
+@app.head("/health", include_in_schema=False)
+def health_head() -> Response:
+    """Load balancers probe with HEAD: the same verdict as GET, without a body."""
+    answer = health()
+    return Response(status_code=answer.status_code if isinstance(answer, JSONResponse) else 200)
 
 
 def _unhealthy(error: str, detail: str, lock: dict[str, Any] | None = None) -> JSONResponse:

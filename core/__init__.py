@@ -31,6 +31,7 @@ from core.comparison import (
     compare,
     unmatched_coverages,
 )
+from core.db import shutdown
 from core.errors import (
     AuditFailed,
     ConfigError,
@@ -74,6 +75,7 @@ __all__ = [
     "find_violations",
     "forbidden_language",
     "search",
+    "shutdown",
     "status",
     "unmatched_coverages",
     "validate_text",

@@ -150,6 +150,12 @@ def ping(url: URL, read_only: bool = True) -> str:
         return str(conn.execute(text("SHOW server_version")).scalar_one())
 
 
+def shutdown() -> None:
+    """A long-lived process's clean exit: close pooled connections, release the embedded server."""
+    dispose_all()
+    embedded.release_all()
+
+
 def dispose_all() -> None:
     """Drop pooled connections (after a restore switched databases, or in tests)."""
     for engine in _engines.values():

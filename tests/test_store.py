@@ -429,3 +429,14 @@ def test_production_refuses_weak_passwords(monkeypatch: pytest.MonkeyPatch) -> N
     assert "short" not in str(error.value)
     monkeypatch.setenv("DATABASE_URL", "postgresql://reader:" + "x" * 32 + "@db:5432/inca")
     assert config.configured_urls() is not None
+
+
+def test_reading_role_cannot_create_a_temporary_table(loaded_db: Database) -> None:
+    """Asking for a read-write transaction leaves the reader nothing to write, not even TEMP (schema 009)."""
+    with reader_conn(loaded_db) as conn, pytest.raises(psycopg.errors.InsufficientPrivilege), conn.transaction():
+        conn.execute("SET TRANSACTION READ WRITE")  # allowed: a session setting, not a privilege
+        conn.execute("CREATE TEMP TABLE scratch (x int)")
+    with reader_conn(loaded_db) as conn:
+        conn.execute("SET default_transaction_read_only = off")
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            conn.execute("CREATE TEMPORARY TABLE scratch AS SELECT 1")
