@@ -7,9 +7,10 @@ nothing here parses, sorts or totals them.
 
 from __future__ import annotations
 
+import re
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from core.comparison import MAX_CODES, MAX_PRODUCTS
 
@@ -25,6 +26,17 @@ CellStatus = Literal["CONFIRMED", "UNCONFIRMED", "NOT_AVAILABLE", "MIXED"]
 
 # --- request -----------------------------------------------------------------------------------
 
+#: control characters (C0 including NUL, DEL, C1): never part of a name or a code, and PostgreSQL
+#: text refuses NUL outright (the driver would raise mid-request)
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+def refuse_control_characters(value: str | None) -> str | None:
+    if value is not None and (found := _CONTROL.search(value)):
+        raise ValueError(f"contains the control character U+{ord(found.group()):04X}; send plain text")
+    return value
+
+
 class ProductRef(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -38,12 +50,16 @@ class ProductRef(BaseModel):
                     "required when it has several.",
     )
 
+    _plain = field_validator("insurer", "product_name")(refuse_control_characters)
+
 
 class CoverageRef(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     coverage_code: str = Field(min_length=1, max_length=50,
                                description="Canonical coverage code (신정원 unified code), e.g. A4200_1.")
+
+    _plain = field_validator("coverage_code")(refuse_control_characters)
 
 
 class CompareRequest(BaseModel):

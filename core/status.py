@@ -96,6 +96,7 @@ def collect(fresh: bool = True, include_backups: bool = True) -> StatusReport:
             report.reachable = True
             report.database.update(server_version=info[0], pgvector_version=info[1], reader_role=info[3],
                                    read_only_transaction=info[2] == "on", reader_select_only=bool(info[4]))
+            report.database["leftover_scratch_databases"] = leftover_scratch_databases(conn)
             report.database["schema_version"] = inventory.applied_version(conn)
             report.database["schema_latest"] = inventory.latest_version()
             if report.database["schema_version"] == 0:
@@ -120,6 +121,12 @@ def collect(fresh: bool = True, include_backups: bool = True) -> StatusReport:
         report.problems.append(str(error))
         report.lock = report.lock or {"state": "UNKNOWN"}
         return report
+    leftovers = report.database.get("leftover_scratch_databases") or []
+    if leftovers:
+        report.problems.append(
+            f"{len(leftovers)} scratch verification database(s) left on the server ({', '.join(leftovers)}), "
+            "by an interrupted `verify-backup` (or one running now): drop them as the owner "
+            "(DROP DATABASE … WITH (FORCE)) once no verification runs")
     if not report.database.get("read_only_transaction"):
         report.problems.append("the reading connection is not read-only: see docs/deployment.md (reader role)")
     if not report.database.get("reader_select_only"):
@@ -135,6 +142,17 @@ def collect(fresh: bool = True, include_backups: bool = True) -> StatusReport:
     if include_backups:
         report.backups = backup_health()
     return report
+
+
+#: the scratch names core/ops/backup/verify.py creates: SCRATCH_PREFIX + 10 hex digits
+_SCRATCH_PATTERN = "^" + backup_folder.SCRATCH_PREFIX + "[0-9a-f]{10}$"
+
+
+def leftover_scratch_databases(conn: Any) -> list[str]:
+    """Scratch verification databases on the server (pg_database is readable by every role)."""
+    rows = conn.execute(text("SELECT datname FROM pg_database WHERE datname ~ :pattern ORDER BY datname"),
+                        {"pattern": _SCRATCH_PATTERN})
+    return [str(name) for (name,) in rows]
 
 
 def backup_health() -> dict[str, Any]:
