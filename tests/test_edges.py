@@ -76,3 +76,11 @@ def test_a_rejected_url_value_is_echoed_short(loaded_db: Database) -> None:
     assert not at.exception
     warning = next(w.value for w in at.warning if "x" * 40 in w.value)
     assert "x" * 41 not in warning and "…" in warning and len(warning) < 1000
+
+
+@pytest.mark.parametrize("raw", [b'{"products": [{"insurer": "\xff\xfe"}]}', b"[" * 5000 + b"]" * 5000])
+def test_undecodable_bodies_get_the_documented_422(raw: bytes) -> None:
+    from api.server import app
+
+    answer = TestClient(app).post("/compare", content=raw, headers={"content-type": "application/json"})
+    assert answer.status_code == 422 and answer.json()["error"] == "malformed JSON", answer.text
