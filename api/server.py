@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import json
 import logging
+import sys
 import warnings
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import Body, FastAPI
@@ -59,12 +61,21 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
     503: {"model": ErrorResponse, "description": "Database unreachable or not loaded, or the lock is not INTACT."},
 }
 
+def _served_by_uvicorn() -> bool:
+    """True in a uvicorn process (`uvicorn api.server:app` or `python -m uvicorn`), not when the app
+    is embedded in another process (tests' TestClient), whose embedded server must stay up."""
+    main = sys.modules.get("__main__")
+    spec = getattr(main, "__spec__", None)
+    return Path(sys.argv[0]).name == "uvicorn" or (spec is not None and spec.name.startswith("uvicorn"))
+
+
 @asynccontextmanager
 async def lifespan(_: FastAPI) -> AsyncIterator[None]:
     yield
     # Graceful shutdown (SIGTERM from systemd or Docker, or Ctrl-C): release the embedded server
     # now, because uvicorn ends by re-raising the signal, which skips atexit.
-    core.shutdown()
+    if _served_by_uvicorn():
+        core.shutdown()
 
 
 app = FastAPI(

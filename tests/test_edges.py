@@ -78,7 +78,8 @@ def test_a_rejected_url_value_is_echoed_short(loaded_db: Database) -> None:
     assert "x" * 41 not in warning and "…" in warning and len(warning) < 1000
 
 
-@pytest.mark.parametrize("raw", [b'{"products": [{"insurer": "\xff\xfe"}]}', b"[" * 5000 + b"]" * 5000])
+@pytest.mark.parametrize("raw", [b'{"products": [{"insurer": "\xff\xfe"}]}', b"[" * 5000 + b"]" * 5000],
+                         ids=["invalid UTF-8", "deep nesting"])
 def test_undecodable_bodies_get_the_documented_422(raw: bytes) -> None:
     from api.server import app
 
