@@ -115,10 +115,13 @@ _UNPARSABLE_BODY = "There was an error parsing the body"
 
 async def _http(_: Request, error: Exception) -> JSONResponse:
     assert isinstance(error, HTTPException)
-    if error.status_code == 400 and error.detail == _UNPARSABLE_BODY:
-        # The same 422 "malformed JSON" as every other unreadable body (docs/api.md).
-        detail = "the request body is not valid JSON (it could not be parsed, e.g. nested too deeply)"
-        return ApiError(422, "malformed JSON", detail, errors=[{"field": "body", "message": detail}]).response()
+    if error.status_code == 400:
+        # FastAPI's own answer when the body cannot be decoded at all (invalid UTF-8, nesting deeper
+        # than the JSON parser allows): the documented 422 "malformed JSON" shape, like any bad JSON.
+        return ApiError(422, "malformed JSON",
+                        "the request body could not be parsed (invalid UTF-8, or JSON nested too deeply); "
+                        "send a UTF-8 JSON object like the example in docs/api.md",
+                        errors=[{"field": "body", "message": str(error.detail)}]).response()
     phrase = http.HTTPStatus(error.status_code).phrase.lower()
     return JSONResponse({"error": phrase, "detail": str(error.detail)}, status_code=error.status_code,
                         headers=error.headers)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 from pydantic_core import PydanticCustomError
 
 from core.comparison import MAX_CODES, MAX_PRODUCTS
@@ -27,9 +27,11 @@ CellStatus = Literal["CONFIRMED", "UNCONFIRMED", "NOT_AVAILABLE", "MIXED"]
 
 # --- request -----------------------------------------------------------------------------------
 
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+#: control characters (C0 including NUL, DEL, C1): never part of a name or a code, and PostgreSQL
+#: text refuses NUL outright (the driver would raise mid-request)
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 #: the same rule for the OpenAPI schema, so clients (and the fuzz test) see it in the contract
-_PRINTABLE_PATTERN = {"pattern": r"^[^\x00-\x1f\x7f]*$"}
+_PRINTABLE_PATTERN = {"pattern": r"^[^\x00-\x1f\x7f-\x9f]*$"}
 
 
 def _printable(value: str) -> str:
@@ -44,6 +46,11 @@ def _printable(value: str) -> str:
 
 Printable = Annotated[str, AfterValidator(_printable)]
 
+
+
+def refuse_control_characters(value: str | None) -> str | None:
+    """The same rule for optional fields validated by a field_validator."""
+    return None if value is None else _printable(value)
 class ProductRef(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -57,12 +64,16 @@ class ProductRef(BaseModel):
                     "required when it has several.",
     )
 
+    _plain = field_validator("insurer", "product_name")(refuse_control_characters)
+
 
 class CoverageRef(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     coverage_code: Printable = Field(min_length=1, max_length=50, json_schema_extra=_PRINTABLE_PATTERN,
                                description="Canonical coverage code (신정원 unified code), e.g. A4200_1.")
+
+    _plain = field_validator("coverage_code")(refuse_control_characters)
 
 
 class CompareRequest(BaseModel):

@@ -10,13 +10,17 @@ from __future__ import annotations
 
 import json
 import logging
-import os
+import sys
 import warnings
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import Body, FastAPI
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 
+import core
 from api import comparing, errors
 from api.middleware import MAX_BODY_BYTES, BodyLimit, FailFast
 from api.schemas import (
@@ -40,13 +44,13 @@ log = logging.getLogger("uvicorn.error")
 
 def startup_check() -> None:
     """Refuse to start on unsafe settings (core.config raises the one-line ConfigError)."""
-    production = (config.env("INCA_ENV") or "").lower() == "production"
+    current = config.settings()
     urls = config.configured_urls()  # parses both URLs; production also rejects weak passwords
-    if production and not os.environ.get("DATABASE_URL", "").strip():
+    if current.env == "production" and current.database_url is None:
         # Without DATABASE_URL the API would read with the owner URL or start an embedded server.
         raise ConfigError("INCA_ENV=production needs DATABASE_URL (the SELECT-only role, see docs/deployment.md)")
     where = config.mask(urls[0]) if urls else "the embedded PostgreSQL (development)"
-    log.info("inca api: INCA_ENV=%s, reading from %s", config.env("INCA_ENV"), where)
+    log.info("inca api: INCA_ENV=%s, reading from %s", current.env, where)
 
 
 _EXAMPLES = {"guide": {"summary": "The guide's example", "value": EXAMPLE_REQUEST}}
@@ -57,7 +61,25 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
     503: {"model": ErrorResponse, "description": "Database unreachable or not loaded, or the lock is not INTACT."},
 }
 
+def _served_by_uvicorn() -> bool:
+    """True in a uvicorn process (`uvicorn api.server:app` or `python -m uvicorn`), not when the app
+    is embedded in another process (tests' TestClient), whose embedded server must stay up."""
+    main = sys.modules.get("__main__")
+    spec = getattr(main, "__spec__", None)
+    return Path(sys.argv[0]).name == "uvicorn" or (spec is not None and spec.name.startswith("uvicorn"))
+
+
+@asynccontextmanager
+async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+    yield
+    # Graceful shutdown (SIGTERM from systemd or Docker, or Ctrl-C): release the embedded server
+    # now, because uvicorn ends by re-raising the signal, which skips atexit.
+    if _served_by_uvicorn():
+        core.shutdown()
+
+
 app = FastAPI(
+    lifespan=lifespan,
     title="inca-rag-scope API",
     version="0.1.0",
     description=(
@@ -70,6 +92,13 @@ app = FastAPI(
 errors.install(app)
 app.add_middleware(BodyLimit)
 app.add_middleware(FailFast, check=startup_check)
+
+
+@app.head("/health", include_in_schema=False)
+def health_head() -> Response:
+    """Load balancers probe with HEAD: the same verdict as GET, without a body."""
+    answer = health()
+    return Response(status_code=answer.status_code if isinstance(answer, JSONResponse) else 200)
 
 
 def _unhealthy(error: str, detail: str, lock: dict[str, Any] | None = None) -> JSONResponse:

@@ -418,11 +418,14 @@ def _check_bench_name(database: str) -> None:
 
 def bench_server() -> BenchServer:
     """INCA_BENCH_SERVER_URL (a superuser URL), else an embedded server in .inca-bench/ (never .inca/)."""
-    external = os.environ.get("INCA_BENCH_SERVER_URL", "").strip()
+    from core import config
+
+    bench_url = config.settings().bench_server_url
+    external = bench_url.get_secret_value() if bench_url else ""
     if external:
         admin = make_url(external).set(drivername="postgresql+psycopg")
     else:
-        from core import config, embedded
+        from core import embedded
 
         if BENCH_DATA_DIR.resolve() == config.data_dir():
             raise SystemExit("INCA_DATA_DIR points at the bench folder; the bench needs its own server")

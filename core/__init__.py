@@ -39,6 +39,7 @@ from core.comparison import (
 )
 from core.condition_slots import conditions_of
 from core.data_quality import findings
+from core.db import shutdown
 from core.errors import (
     AuditFailed,
     ConfigError,
@@ -91,6 +92,7 @@ __all__ = [
     "resolve",
     "search",
     "selection",
+    "shutdown",
     "status",
     "unmatched_coverages",
     "validate_text",

@@ -239,7 +239,8 @@ def _judge(backups: list[BackupFile], checksums: dict[str, str], result: BackupH
 def health(directory: Path | None = None) -> BackupHealth:
     """The backups' state from the files alone (no database needed); never raises for a user-caused problem."""
     try:
-        rpo, objective = config.env_int("INCA_BACKUP_RPO_HOURS"), config.env_int("INCA_VERIFY_OBJECTIVE_DAYS")
+        current = config.settings()
+        rpo, objective = current.backup_rpo_hours, current.verify_objective_days
         folder = directory or config.backup_dir()
     except IncaError as error:
         return BackupHealth(FAILING, str(error), "", 0, 0)

@@ -26,7 +26,7 @@ def connections() -> Connections:
 
 
 def _reader_options() -> str:
-    timeout = config.env_int("INCA_STATEMENT_TIMEOUT_MS")
+    timeout = config.settings().statement_timeout_ms
     # Read-only by default even if the role itself was not configured so (belt and braces).
     return f"-c default_transaction_read_only=on -c statement_timeout={timeout}"
 
@@ -148,6 +148,12 @@ def ping(url: URL, read_only: bool = True) -> str:
     """Server version string; raises DatabaseUnavailable with the reason."""
     with translate_errors(url), _engine(url, read_only).connect() as conn:
         return str(conn.execute(text("SHOW server_version")).scalar_one())
+
+
+def shutdown() -> None:
+    """A long-lived process's clean exit: close pooled connections, release the embedded server."""
+    dispose_all()
+    embedded.release_all()
 
 
 def dispose_all() -> None:

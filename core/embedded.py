@@ -14,9 +14,10 @@ import threading
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import psutil
-from sqlalchemy.engine import URL, make_url
+from sqlalchemy.engine import URL
 
 from core.errors import DatabaseUnavailable
 
@@ -26,6 +27,7 @@ ADMIN_ROLE = "postgres"
 
 _lock = threading.Lock()
 _started: dict[Path, EmbeddedServer] = {}
+_handles: dict[Path, Any] = {}  # the package's server objects, to release them on a clean shutdown
 
 
 @dataclass(frozen=True)
@@ -35,8 +37,9 @@ class EmbeddedServer:
     bin_dir: Path
 
     def url(self, user: str, database: str = DATABASE_NAME) -> URL:
-        # The socket directory must travel in the query string: libpq ignores a path in the host part.
-        return make_url(f"postgresql+psycopg://{user}@/{database}?host={self.socket_dir}")
+        # The socket directory must travel in the query string (libpq ignores a path in the host part),
+        # percent-encoded: a data folder with '+', ' ', '%' or '#' would otherwise name another path.
+        return URL.create("postgresql+psycopg", username=user, database=database, query={"host": self.socket_dir})
 
 
 def _prune_dead_pids(pgdata: Path) -> None:
@@ -86,7 +89,21 @@ def start(pgdata: Path) -> EmbeddedServer:
         embedded = EmbeddedServer(pgdata=pgdata, socket_dir=str(info.socket_dir), bin_dir=Path(server.bin_path))
         _bootstrap(embedded)
         _started[pgdata] = embedded
+        _handles[pgdata] = server
         return embedded
+
+
+def release_all() -> None:
+    """Unregister this process from every embedded server it joined; the last user stops the server.
+
+    What atexit would do, run deliberately by a server's graceful shutdown: uvicorn re-raises SIGTERM
+    after its shutdown with the default handler, which kills the process without running atexit.
+    """
+    with _lock:
+        for pgdata, handle in list(_handles.items()):
+            handle.cleanup()  # the package's own last-handle logic (cleanup_mode="stop": stop, keep data)
+            del _handles[pgdata]
+            _started.pop(pgdata, None)
 
 
 def _bootstrap(server: EmbeddedServer) -> None:
@@ -101,6 +118,9 @@ def _bootstrap(server: EmbeddedServer) -> None:
             conn.execute(f"CREATE ROLE {READER_ROLE} LOGIN")
         # Reading sessions are read-only transactions by default, whatever the client asks.
         conn.execute(f"ALTER ROLE {READER_ROLE} SET default_transaction_read_only = on")
+        # A reader may still ask for a read-write transaction: leave it nothing to write, not even a
+        # temporary table (schema 009 does the same for configured databases).
+        conn.execute(f'REVOKE TEMPORARY ON DATABASE "{DATABASE_NAME}" FROM PUBLIC')
 
 
 def bin_dir() -> Path:

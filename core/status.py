@@ -37,6 +37,7 @@ class DatabaseInfo:
     schema_version: int | None = None
     schema_latest: int | None = None
     reader_owns_nothing: bool | None = None  # the reading role owns no object and is in no owner role
+    leftover_scratch_databases: list[str] = field(default_factory=list)  # left by an interrupted verify-backup
     #: "primary" or "standby" (pg_is_in_recovery()): the application only reads, so it runs on either
     role: Literal["primary", "standby"] | None = None
     #: standby: now() - pg_last_xact_replay_timestamp(). It grows on an idle primary although nothing is
@@ -179,6 +180,7 @@ def collect(fresh: bool = True, include_backups: bool = True) -> StatusReport:
             database.read_only_transaction = info.transaction_read_only == "on"
             database.reader_select_only = bool(info.reader_select_only)
             _replication(conn, database)
+            database.leftover_scratch_databases = leftover_scratch_databases(conn)
             database.schema_version = inventory.applied_version(conn)
             database.schema_latest = inventory.latest_version()
             if database.schema_version == 0:
@@ -212,6 +214,12 @@ def collect(fresh: bool = True, include_backups: bool = True) -> StatusReport:
         if report.lock.audit_run_id is None and report.lock.state == "UNKNOWN":  # failed before the lock was read
             report.lock = unread_lock("UNKNOWN", str(error))
         return report
+    if database.leftover_scratch_databases:
+        leftovers = database.leftover_scratch_databases
+        report.problems.append(
+            f"{len(leftovers)} scratch verification database(s) left on the server ({', '.join(leftovers)}), "
+            "by an interrupted `verify-backup` (or one running now): drop them as the owner "
+            "(DROP DATABASE … WITH (FORCE)) once no verification runs")
     if not database.read_only_transaction:
         report.problems.append("the reading connection is not read-only: see docs/deployment.md (reader role)")
     if database.reader_owns_nothing is False:
@@ -300,6 +308,17 @@ def _lock_section_extras(report: StatusReport) -> None:
     elif report.lock.not_covered:
         report.problems.append(f"not yet covered by the recorded lock: {', '.join(report.lock.not_covered)}; "
                                "run `python -m core upgrade`")
+
+
+#: the scratch names core/ops/backup/verify.py creates: SCRATCH_PREFIX + 10 hex digits
+_SCRATCH_PATTERN = "^" + backup_folder.SCRATCH_PREFIX + "[0-9a-f]{10}$"
+
+
+def leftover_scratch_databases(conn: Any) -> list[str]:
+    """Scratch verification databases on the server (pg_database is readable by every role)."""
+    rows = conn.execute(text("SELECT datname FROM pg_database WHERE datname ~ :pattern ORDER BY datname"),
+                        {"pattern": _SCRATCH_PATTERN})
+    return [str(name) for (name,) in rows]
 
 
 def backup_health() -> dict[str, Any]:

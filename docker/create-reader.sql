@@ -37,6 +37,9 @@ ALTER ROLE inca_app WITH PASSWORD :'app_password';
 -- Every session starts read-only (core's reading connection asks for it too: belt and braces).
 ALTER ROLE inca_app SET default_transaction_read_only = on;
 GRANT inca_read TO inca_app;
+-- A reader can still ask for a read-write transaction: leave it nothing to write, not even a
+-- temporary table (PostgreSQL grants TEMP to PUBLIC by default; schema 009 revokes it too).
+SELECT format('REVOKE TEMPORARY ON DATABASE %I FROM PUBLIC, inca_read', current_database()) \gexec
 
 SELECT rolname AS role, rolcanlogin AS login, rolconfig AS settings,
        pg_has_role('inca_app', 'inca_read', 'MEMBER') AS member_of_inca_read

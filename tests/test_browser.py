@@ -230,3 +230,26 @@ def test_conditions_section_renders(app_url: str, page: Any, loaded_db: Database
     assert page.locator("table.inca-conditions .s-NOT_FOUND").count() > 0
     assert page.locator('[data-testid="stException"]').count() == 0
     tables.first.screenshot(path=str(ARTIFACTS / "compare_conditions.png"))
+
+
+@pytest.mark.parametrize(("path", "selector"), [("/status", ".inca-badge"), ("/catalog", "table.inca-catalog")])
+def test_any_page_works_as_the_first_one_opened(path: str, selector: str, loaded_db_session: Database,
+                                                browser: Any) -> None:
+    """An operator's bookmark on a freshly started server, with nothing but the checkout on disk
+    (no PYTHONPATH: `dashboard` is importable only because the page itself makes it so)."""
+    require_chromium()
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    env = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}
+    process = start_streamlit({**env, **loaded_db_session.env()}, port)
+    context = browser.new_context(viewport={"width": 1400, "height": 1000}, locale="ko-KR")
+    try:
+        wait_healthy(process, base)
+        first = context.new_page()
+        open_and_wait(first, base + path, selector)
+        text = first.locator('[data-testid="stApp"]').inner_text()
+        assert "ModuleNotFoundError" not in text and "Traceback" not in text
+        assert first.locator('[data-testid="stException"]').count() == 0
+    finally:
+        context.close()
+        stop(process)

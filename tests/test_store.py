@@ -349,8 +349,9 @@ def test_unreachable_server_is_one_line_without_password() -> None:
 @pytest.mark.parametrize("url", ["not a url", "mysql://u:p@h/db", "postgresql://u:p@h:99999/db", "postgresql://u:p@h:5432"])
 def test_malformed_url_is_a_config_error(url: str) -> None:
     result = run_cli("status", env={"DATABASE_URL": url, "INCA_ADMIN_URL": ""})
-    assert result.returncode == 1  # status reports it (exit non-zero), load refuses it
-    assert "DATABASE_URL" in result.stdout
+    # a configuration error, not an unhealthy report: exit 2 with the one line, like load
+    assert result.returncode == ConfigError.exit_code
+    assert "DATABASE_URL" in result.stderr and "Traceback" not in result.stderr
     loaded = run_cli("load", env={"DATABASE_URL": url, "INCA_ADMIN_URL": ""})
     assert loaded.returncode == ConfigError.exit_code
     assert "Traceback" not in loaded.stderr and "DATABASE_URL" in loaded.stderr
@@ -437,3 +438,14 @@ def test_production_refuses_weak_passwords(monkeypatch: pytest.MonkeyPatch) -> N
     assert "short" not in str(error.value)
     monkeypatch.setenv("DATABASE_URL", "postgresql://reader:" + "x" * 32 + "@db:5432/inca")
     assert config.configured_urls() is not None
+
+
+def test_reading_role_cannot_create_a_temporary_table(loaded_db: Database) -> None:
+    """Asking for a read-write transaction leaves the reader nothing to write, not even TEMP (schema 009)."""
+    with reader_conn(loaded_db) as conn, pytest.raises(psycopg.errors.InsufficientPrivilege), conn.transaction():
+        conn.execute("SET TRANSACTION READ WRITE")  # allowed: a session setting, not a privilege
+        conn.execute("CREATE TEMP TABLE scratch (x int)")
+    with reader_conn(loaded_db) as conn:
+        conn.execute("SET default_transaction_read_only = off")
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            conn.execute("CREATE TEMPORARY TABLE scratch AS SELECT 1")

@@ -30,8 +30,11 @@ def _load(args: argparse.Namespace) -> int:
 
 
 def _status(args: argparse.Namespace) -> int:
+    from core import config
     from core.status import collect, render_text
 
+    # A malformed setting or URL is a configuration error (exit 2, one line), not an unhealthy report.
+    config.configured_urls()
     report = collect(fresh=True)
     print(report.to_json() if args.json else render_text(report))
     if not report.ok:

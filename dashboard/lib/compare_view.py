@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 
 import pandas as pd
 import streamlit as st
 
-from core import catalog
+from core import LockState, catalog, status
 from core.comparison import Comparison
 from dashboard.lib import conditions_view, data, exports, params, search_box, table
 from dashboard.lib.text import md
@@ -41,9 +42,9 @@ def _init_widgets(products: Sequence[catalog.Product], coverages: Sequence[catal
     parsed = params.parse(st.query_params.get_all, products, coverages)
     if parsed.rejected_products:
         # URL values are user input: escaped, so a crafted link or markup shows as plain text.
-        st.warning(md(params.describe_rejected("상품", parsed.rejected_products)), icon=":material/warning:")
+        st.warning(md(params.describe_rejected("상품", _shortened(parsed.rejected_products))), icon=":material/warning:")
     if parsed.rejected_codes:
-        st.warning(md(params.describe_rejected("담보 코드", parsed.rejected_codes)), icon=":material/warning:")
+        st.warning(md(params.describe_rejected("담보 코드", _shortened(parsed.rejected_codes))), icon=":material/warning:")
     if parsed.truncated:
         st.warning("URL에 값이 너무 많아 한도를 넘는 값은 제외했습니다.", icon=":material/warning:")
     start = params.initial(parsed, st.session_state.get(STORED_KEY), products, coverages)
@@ -87,12 +88,31 @@ def selection_widgets(products: Sequence[catalog.Product], coverages: Sequence[c
     return selection
 
 
-def lock_alert(cmp: Comparison) -> None:
+#: how much of a rejected URL value the warning repeats (a 10 KB value must not make a 10 KB warning)
+ECHO_LIMIT = 40
+
+
+def _shortened(rejected: list[params.Rejected]) -> list[params.Rejected]:
+    return [dataclasses.replace(item, value=shorten(item.value)) for item in rejected]
+
+
+def shorten(value: str, limit: int = ECHO_LIMIT) -> str:
+    return value if len(value) <= limit else value[:limit] + "…"
+
+
+def live_lock() -> LockState:
+    """The lock as it is now, never from a cached comparison: a database that went down raises
+    DatabaseUnavailable here (the page then shows the error, not cached amounts labelled INTACT)."""
+    return status.quick().lock
+
+
+def lock_alert(cmp: Comparison, lock: LockState | None = None) -> None:
     audit = cmp.audit
-    if audit.lock_intact:
+    state, reason = (lock.state, lock.reason) if lock is not None else (audit.lock_state, audit.reason)
+    if state == "INTACT":
         return
-    st.error(f"**잠금 상태 {md(audit.lock_state)}: 아래 금액은 감사를 통과한 적재 내용과 다를 수 있습니다.**\n\n"
-             f"원인: {md(audit.reason)}\n\n운영자에게 알리고 상태 페이지에서 잠금 상태를 확인하세요.", icon=":material/lock:")
+    st.error(f"**잠금 상태 {md(state)}: 아래 금액은 감사를 통과한 적재 내용과 다를 수 있습니다.**\n\n"
+             f"원인: {md(reason)}\n\n운영자에게 알리고 상태 페이지에서 잠금 상태를 확인하세요.", icon=":material/lock:")
 
 
 def comparison_section(cmp: Comparison) -> None:
@@ -139,12 +159,14 @@ def unmatched_section(cmp: Comparison, frame: pd.DataFrame) -> None:
                 css_class="inca-unmatched"))
 
 
-def audit_footer(cmp: Comparison) -> None:
+def audit_footer(cmp: Comparison, lock: LockState | None = None) -> None:
     audit = cmp.audit
+    state = lock.state if lock is not None else audit.lock_state
+    verified = (lock.verified_at if lock is not None else audit.fingerprint_verified_at) or "—"
     st.divider()
     commit = (audit.git_commit or "—")[:12]
     st.caption(f"감사 이력 · 감사 상태 {md(audit.audit_status or '—')} · 동결 태그 {md(audit.freeze_tag or '—')} · "
-               f"커밋 {md(commit)} · 잠금 {md(audit.lock_state)} · 지문 확인 {md(audit.fingerprint_verified_at or '—')}")
+               f"커밋 {md(commit)} · 잠금 {md(state)} · 지문 확인 {md(verified)}")
 
 
 def render() -> None:
@@ -156,10 +178,11 @@ def render() -> None:
     if not selection.products or not selection.codes:
         st.info("상품과 담보가 하나 이상 선택되면 비교표가 표시됩니다.")
         return
-    cmp = data.compare(key, selection.products, selection.codes, data.lock_token())
-    lock_alert(cmp)
+    lock = live_lock()  # before anything of the (possibly cached) comparison is shown
+    cmp = data.compare(key, selection.products, selection.codes, data.lock_token(lock))
+    lock_alert(cmp, lock)
     comparison_section(cmp)
     explanations_section(cmp)
     conditions_view.conditions_section(cmp)
     unmatched_section(cmp, cmp.unmatched_frame())
-    audit_footer(cmp)
+    audit_footer(cmp, lock)

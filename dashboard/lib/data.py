@@ -10,12 +10,11 @@ witness-keyed cache in core.lock).
 from __future__ import annotations
 
 import hashlib
-import os
 
 import pandas as pd
 import streamlit as st
 
-from core import catalog, comparison, config, status
+from core import LockState, catalog, comparison, config, status
 from core.config import Connections
 from core.errors import ConfigError
 
@@ -23,7 +22,7 @@ from core.errors import ConfigError
 def _ttl() -> int:
     # A malformed value must not crash the import; guard.ensure_ready() reports it on every page.
     try:
-        return config.env_int("INCA_CACHE_TTL")
+        return config.settings().cache_ttl
     except ConfigError:
         return 60
 
@@ -35,11 +34,10 @@ MAX_CACHED_COMPARISONS = 64
 
 def db_key() -> str:
     """Identity of the configured database, without connecting (hashed: it holds passwords)."""
-    reader = os.environ.get("DATABASE_URL", "").strip()
-    admin = os.environ.get("INCA_ADMIN_URL", "").strip()
-    if not reader and not admin:
+    identity = config.database_identity()
+    if not identity.strip():
         return f"embedded:{config.data_dir()}"
-    return "url:" + hashlib.sha256(f"{reader}\n{admin}".encode()).hexdigest()[:16]
+    return "url:" + hashlib.sha256(identity.encode()).hexdigest()[:16]
 
 
 @st.cache_resource(show_spinner=False)
@@ -68,10 +66,9 @@ def coverages(key: str) -> list[catalog.Coverage]:
     return catalog.coverages()
 
 
-def lock_token() -> str:
+def lock_token(lock: LockState) -> str:
     """The lock as of this rerun (core checks its witness every time, < 1 ms; a full proof only when it
     moved): part of the comparison's cache key, so a cached comparison never outlives the lock it showed."""
-    lock = status.quick().lock
     return f"{lock.state}|{lock.verified_at}|{lock.recorded_lock_digest}"
 
 

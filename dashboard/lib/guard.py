@@ -87,7 +87,7 @@ def _show_how_to_load() -> None:
 
 def ensure_ready(*, block: bool = True) -> bool:
     """True when the data is there. Embedded: load it on first start. Configured: explain, then stop if `block`."""
-    config.env_int("INCA_CACHE_TTL")  # a malformed setting is reported here, on every page
+    config.settings()  # a malformed setting is reported here, on every page
     key = data.db_key()
     if key in _ready_databases():
         return True
