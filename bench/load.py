@@ -51,6 +51,7 @@ from locust.env import Environment  # noqa: E402
 
 from bench.market import BENCH_DATA_DIR, READER, REAL, bench_database, bench_server  # noqa: E402
 from bench.run import _selection  # noqa: E402
+from core import config  # noqa: E402
 
 RESULTS = PROJECT_ROOT / "bench" / "results"
 GUIDE_EXAMPLE: dict[str, Any] = {"products": [{"insurer": "삼성화재"}, {"insurer": "메리츠화재"}],
@@ -397,7 +398,7 @@ def main(argv: list[str] | None = None) -> int:
                       file=sys.stderr)
         outage_result = None
         if not args.no_outage:
-            if os.environ.get("INCA_BENCH_SERVER_URL"):
+            if config.settings().bench_server_url is not None:
                 print("outage skipped: INCA_BENCH_SERVER_URL is an external server", file=sys.stderr)
             else:
                 clock = OutageClock()
