@@ -411,7 +411,7 @@ def compare(products: Selection | Sequence[str] | str, coverage_codes: Sequence[
              for coverage in wanted for product in chosen.products}
     audit = AuditLineage(lock.audit_run_id, lock.audit_status, lock.freeze_tag, lock.git_commit, lock.state,
                          lock.intact, lock.verified_at, lock.reason)
-    findings = data_quality.findings_by_key(data_quality.records_from_rows([tuple(row) for row in finding_rows]))
+    findings = data_quality.findings_by_key(data_quality.records_from_rows(finding_rows))
     return Comparison(chosen.products, wanted, cells,
                       {key: _in_display_order(value) for key, value in unmatched.items()}, audit, slots=slots,
                       findings=findings)

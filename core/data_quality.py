@@ -75,7 +75,8 @@ class FindingRecord:
 
 
 def records_from_rows(rows: list[Any]) -> list[FindingRecord]:
-    return [FindingRecord(*row) for row in rows]
+    """SQLAlchemy rows of FINDINGS_QUERY, read by column name."""
+    return [FindingRecord(**row._mapping) for row in rows]
 
 
 def findings_by_key(records: list[FindingRecord]) -> dict[tuple[str | None, str, str], tuple[Finding, ...]]:
@@ -100,7 +101,7 @@ def findings(products: list[str] | None = None) -> pd.DataFrame:
     its source. An empty frame when the extraction agrees with its evidence everywhere."""
     with db.read() as conn:
         rows = conn.exec_driver_sql(FINDINGS_QUERY, {"every": products is None, "names": list(products or [])}).all()
-    return _frame(records_from_rows([tuple(row) for row in rows]))
+    return _frame(records_from_rows(rows))
 
 
 def flagged_facts(records: list[FindingRecord]) -> list[dict[str, Any]]:
@@ -127,7 +128,7 @@ def summary(conn: Connection) -> dict[str, Any]:
     registry), so a finding changed behind the triggers makes the lock BROKEN; findings never do.
     """
     rows = conn.exec_driver_sql(FINDINGS_QUERY, {"every": True, "names": []}).all()
-    records = records_from_rows([tuple(row) for row in rows])
+    records = records_from_rows(rows)
     by_kind: dict[str, int] = {}
     for record in records:
         by_kind[record.kind] = by_kind.get(record.kind, 0) + 1
