@@ -110,7 +110,7 @@ async def _pool_timeout(_: Request, __: Exception) -> JSONResponse:
 
 
 #: what FastAPI says (as a 400) when the body is JSON it cannot parse, e.g. nested too deeply
-_UNPARSABLE_BODY = "There was an error parsing the body"
+
 
 
 async def _http(_: Request, error: Exception) -> JSONResponse:
@@ -118,10 +118,9 @@ async def _http(_: Request, error: Exception) -> JSONResponse:
     if error.status_code == 400:
         # FastAPI's own answer when the body cannot be decoded at all (invalid UTF-8, nesting deeper
         # than the JSON parser allows): the documented 422 "malformed JSON" shape, like any bad JSON.
-        return ApiError(422, "malformed JSON",
-                        "the request body could not be parsed (invalid UTF-8, or JSON nested too deeply); "
-                        "send a UTF-8 JSON object like the example in docs/api.md",
-                        errors=[{"field": "body", "message": str(error.detail)}]).response()
+        detail = ("the request body could not be parsed (invalid UTF-8, or JSON nested too deeply); "
+                  "send a UTF-8 JSON object like the example in docs/api.md")
+        return ApiError(422, "malformed JSON", detail, errors=[{"field": "body", "message": detail}]).response()
     phrase = http.HTTPStatus(error.status_code).phrase.lower()
     return JSONResponse({"error": phrase, "detail": str(error.detail)}, status_code=error.status_code,
                         headers=error.headers)

@@ -55,11 +55,11 @@ class ProductRef(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     insurer: Printable = Field(
-        min_length=1, max_length=100, json_schema_extra=_PRINTABLE_PATTERN,
+        min_length=1, max_length=200, json_schema_extra=_PRINTABLE_PATTERN,
         description="Insurer by Korean name (e.g. 삼성화재, KB손해보험) or key (e.g. samsung, kb).",
     )
     product_name: Printable | None = Field(
-        default=None, max_length=300, json_schema_extra=_PRINTABLE_PATTERN,
+        default=None, max_length=200, json_schema_extra=_PRINTABLE_PATTERN,
         description="The product's exact name or product key. Optional when the insurer has one product; "
                     "required when it has several.",
     )

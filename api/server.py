@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import Body, FastAPI
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import JSONResponse
 
 import core
 from api import comparing, errors
@@ -92,13 +92,6 @@ app = FastAPI(
 errors.install(app)
 app.add_middleware(BodyLimit)
 app.add_middleware(FailFast, check=startup_check)
-
-
-@app.head("/health", include_in_schema=False)
-def health_head() -> Response:
-    """Load balancers probe with HEAD: the same verdict as GET, without a body."""
-    answer = health()
-    return Response(status_code=answer.status_code if isinstance(answer, JSONResponse) else 200)
 
 
 def _unhealthy(error: str, detail: str, lock: dict[str, Any] | None = None) -> JSONResponse:
