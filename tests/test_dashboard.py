@@ -333,7 +333,7 @@ def catalog_codes(at: AppTest) -> list[str]:
 def test_catalog_lists_every_coverage_and_filters(loaded_db: Database) -> None:
     at = new_app()
     run(at)
-    at.switch_page("pages/catalog.py")
+    at.switch_page("views/catalog.py")
     run(at)
     assert sorted(catalog_codes(at)) == sorted(coverage.code for coverage in catalog.coverages())
     at.text_input(key="catalog_search").input("유사 암")  # spaces ignored
@@ -352,7 +352,7 @@ def test_catalog_lists_every_coverage_and_filters(loaded_db: Database) -> None:
 def test_status_page_shows_intact_lock(loaded_db: Database) -> None:
     at = new_app()
     run(at)
-    at.switch_page("pages/status.py")
+    at.switch_page("views/status.py")
     run(at)
     badges = [element.value for element in at.html if "inca-badge" in element.value]
     assert 'data-state="INTACT"' in badges[0]
@@ -383,7 +383,7 @@ def test_broken_lock_is_shown_on_status_and_above_the_table(broken_db: Database)
     table_at = next(i for i, element in enumerate(elements) if getattr(element, "type", None) == "html"
                     and "inca-compare" in element.value)
     assert alert < table_at
-    at.switch_page("pages/status.py")
+    at.switch_page("views/status.py")
     run(at)
     assert 'data-state="BROKEN"' in next(element.value for element in at.html if "inca-badge" in element.value)
     assert any("BROKEN" in error.value for error in at.error)
@@ -391,7 +391,7 @@ def test_broken_lock_is_shown_on_status_and_above_the_table(broken_db: Database)
 
 # --- failures the user can cause -------------------------------------------------------------------
 
-@pytest.mark.parametrize("page", [None, "pages/catalog.py", "pages/status.py"])
+@pytest.mark.parametrize("page", [None, "views/catalog.py", "views/status.py"])
 def test_database_down_is_a_clear_error_on_every_page(page: str | None, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("DATABASE_URL", DOWN_URL)
     monkeypatch.delenv("INCA_ADMIN_URL", raising=False)
@@ -440,7 +440,7 @@ def test_configured_empty_database_explains_how_to_load(fresh_db: Database) -> N
     assert any("적재되지 않았습니다" in warning.value for warning in at.warning)
     assert any("python -m core load" in code.value for code in at.code)
     assert not [element for element in at.html if "inca-compare" in element.value]
-    at.switch_page("pages/status.py")
+    at.switch_page("views/status.py")
     run(at)
     assert 'data-state="UNLOADED"' in next(element.value for element in at.html if "inca-badge" in element.value)
 
@@ -481,7 +481,7 @@ def test_ui_text_states_facts_only(loaded_db: Database) -> None:
     at = new_app()
     run(at)
     texts: list[str] = []
-    for page in (None, "pages/catalog.py", "pages/status.py"):
+    for page in (None, "views/catalog.py", "views/status.py"):
         if page:
             at.switch_page(page)
             run(at)

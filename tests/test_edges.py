@@ -30,7 +30,7 @@ def test_status_lists_a_leftover_scratch_database(loaded_db: Database, server: P
         assert f'"leftover_scratch_databases": [\n      "{LEFTOVER}"' in text
         at = AppTest.from_file(APP, default_timeout=60)
         at.run()
-        at.switch_page("pages/status.py")
+        at.switch_page("views/status.py")
         at.run()
         assert not at.exception
         shown = "\n".join(str(getattr(e, "value", "")) for e in [*at.markdown, *at.warning, *at.error, *at.caption])

@@ -59,7 +59,7 @@ def test_unflagged_selection_shows_no_marker_or_notice(loaded_db: Database) -> N
 def test_status_page_lists_the_findings_with_their_snippets(loaded_db: Database) -> None:
     at = new_app()
     run(at)
-    at.switch_page("pages/status.py")
+    at.switch_page("views/status.py")
     run(at)
     assert "데이터 품질" in [element.value for element in at.subheader]
     findings = [element.value for element in at.html if element.value.startswith('<div class="inca-finding"')]

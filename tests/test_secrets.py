@@ -131,7 +131,7 @@ def test_reachable_database_outputs_never_show_the_secret(
     assert (health_code, status_code) == (200, 200), health
     assert "***" in status and SECRET not in health + status
     assert "reading from" in log and SECRET not in log
-    at = _dashboard("pages/status.py")
+    at = _dashboard("views/status.py")
     page = _page_text(at)
     assert "***" in page and SECRET not in page
 
@@ -153,7 +153,7 @@ def test_unreachable_database_errors_never_show_the_secret(
     health_code, health, status_code, status, log = _api(caplog)
     assert (health_code, status_code) == (503, 503)
     assert "127.0.0.1:1" in health and SECRET not in health + status + log
-    for page in (None, "pages/status.py"):
+    for page in (None, "views/status.py"):
         at = _dashboard(page)
         assert at.error and SECRET not in _page_text(at)
 
@@ -183,7 +183,7 @@ def test_malformed_url_is_refused_in_one_line_everywhere(
     assert health.status_code == 503 and why in health.json()["detail"]
     assert status.status_code == 503 and SECRET not in health.text + status.text + caplog.text
     assert "Traceback" not in health.text + status.text
-    for page in (None, "pages/catalog.py", "pages/status.py"):
+    for page in (None, "views/catalog.py", "views/status.py"):
         at = _dashboard(page)
         # the error box with the line (markdown-escaped), not a traceback
         assert at.error and "DATABASE\\_URL" in at.error[0].value

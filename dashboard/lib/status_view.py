@@ -18,8 +18,8 @@ from core.status import BackupSummary, StatusReport, backup_frame, backup_health
 from dashboard.lib import data, guard, table
 from dashboard.lib.text import md
 
-LOCK_WORDS = {"INTACT": "감사된 적재 내용과 현재 amount_fact가 일치합니다.",
-              "BROKEN": "현재 amount_fact가 감사된 지문과 다릅니다. 비교 페이지의 금액을 신뢰할 수 없습니다.",
+LOCK_WORDS = {"INTACT": "잠긴 모든 테이블의 현재 내용이 감사된 적재가 기록한 다이제스트·행 수와 일치합니다.",
+              "BROKEN": "잠긴 테이블의 현재 내용이 감사된 적재의 기록과 다릅니다. 비교 페이지의 금액을 신뢰할 수 없습니다.",
               "UNLOADED": "감사된 적재 기록이 없습니다.",
               "UNPROVEN": "대기 서버의 복제가 마지막 증명 이후 진행되어, 현재 내용은 아직 다시 증명되지 않았습니다.",
               "UNKNOWN": "잠금 상태를 읽을 수 없습니다."}
