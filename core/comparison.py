@@ -191,7 +191,10 @@ class Comparison:
         return self._wide(lambda cell: cell.display_text)
 
     def to_long_frame(self) -> pd.DataFrame:
-        """One row per cell and raw coverage: status, value_text, raw name, evidence source."""
+        """One row per cell and raw coverage: status, value_text, raw name, evidence source and snippet
+        (a cells-only comparison reads every snippet first: an export never lacks one)."""
+        if not self.evidence_included:
+            return self.with_every_snippet().to_long_frame()
         records = []
         for coverage, cells in self.rows():
             for position, (product, cell) in enumerate(zip(self.products, cells, strict=True), start=1):

@@ -298,3 +298,17 @@ def test_evidence_of_one_product_and_unknown_names(loaded_db: Database) -> None:
     found = comparison.evidence("samsung_health_v1", "a4200_1")
     assert list(found) == ["samsung_health_v1"] and found["samsung_health_v1"]
     assert comparison.evidence(["no_such_product"], "A4200_1") == {}
+
+
+def test_evidence_that_is_not_the_cells_own_is_refused(loaded_db: Database) -> None:
+    cells = core.compare(["samsung_health_v1", "kb_health_v1"], ["A4200_1"], include_evidence=False)
+    with pytest.raises(comparison.EvidenceChanged, match="A4200_1"):
+        cells.with_evidence("A4200_1", {})  # as if a load had removed them since the table was read
+    found = comparison.evidence(["kb_health_v1"], "A4200_1")  # samsung's instances missing
+    with pytest.raises(comparison.EvidenceChanged, match="삼성화재"):
+        cells.with_evidence("A4200_1", found)
+    # the long frame (the workbook's detail sheet) of a cells-only comparison carries every snippet
+    long = cells.to_long_frame()
+    assert long["evidence_snippet"].equals(core.compare(["samsung_health_v1", "kb_health_v1"],
+                                                        ["A4200_1"]).to_long_frame()["evidence_snippet"])
+    assert long["evidence_snippet"].notna().all()
