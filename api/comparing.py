@@ -72,7 +72,7 @@ def resolve_products(refs: Sequence[ProductRef], known: Sequence[catalog.Product
 def run(request: CompareRequest) -> Comparison:
     try:
         chosen = selection.resolve(_refs(request.products), [ref.coverage_code for ref in request.target_coverages])
-        comparison = compare(chosen, with_unmatched=False)
+        comparison = compare(chosen, with_unmatched=False, include_evidence=request.include_evidence)
     except SelectionError as error:
         raise _answer(error) from None
     audit = comparison.audit
@@ -108,6 +108,7 @@ def _instance(instance: Instance, insurer_name: str, sentence: str,
         source_priority=instance.source_priority,
         evidence=_evidence(instance.proposal_evidence, insurer_name) if instance.proposal_evidence else None,
         supporting_evidence=[_evidence(e, insurer_name) for e in instance.supporting_evidence],
+        snippet_count=instance.snippet_count,
         explanation=sentence,
         evidence_findings=_findings(findings),
     )

@@ -87,6 +87,12 @@ class CompareRequest(BaseModel):
         min_length=1, max_length=MAX_CODES,
         description=f"Coverages to compare, in this order (1 to {MAX_CODES}; a repeated code is shown once).",
     )
+    include_evidence: bool = Field(
+        default=True,
+        description="True (default): every snippet verbatim (`evidence.snippet`, `supporting_evidence`). False: "
+                    "the cells only: `evidence` keeps its doc_type, page and source with `snippet` null, "
+                    "`supporting_evidence` is empty, and `snippet_count` says how many snippets exist.",
+    )
 
 
 # --- /compare response -------------------------------------------------------------------------
@@ -95,7 +101,8 @@ class EvidenceOut(BaseModel):
     doc_type: str = Field(description="Source document type: 가입설계서 (proposal) for the amount itself; "
                                       "약관, 사업방법서 or 상품요약서 for supporting snippets.")
     page: int | None = Field(description="Page of the source document, or null when unknown.")
-    snippet: str = Field(description="The original text (원문), verbatim.")
+    snippet: str | None = Field(description="The original text (원문), verbatim; null only when the request "
+                                            "asked include_evidence=false.")
     source_file: str | None = Field(description="Source file name, when recorded.")
     source: str = Field(description="One-line citation: insurer · document type · page.")
 
@@ -147,6 +154,8 @@ class InstanceOut(BaseModel):
     evidence: EvidenceOut | None = Field(description="The proposal snippet that prints the amount (CONFIRMED only).")
     supporting_evidence: list[EvidenceOut] = Field(
         description="Other snippets about this coverage (terms, summaries), verbatim; context only, never amounts.")
+    snippet_count: int | None = Field(default=None, description="How many snippets this coverage has (the proposal "
+                                                               "snippet and the supporting ones), fetched or not.")
     explanation: str = Field(description="The fixed-template sentence for this coverage (core explanations).")
     conditions: list[ConditionSlotOut] = Field(
         default_factory=list, description="The coverage's condition slots as the audited load stored them, in slot "

@@ -11,7 +11,11 @@ Per size, on the bench server (.inca-bench/, or INCA_BENCH_SERVER_URL), never th
    without the unmatched coverages; the catalog; coverage search; status with a full fingerprint
    check (fresh=True) and as page views see it (fresh=False: every call
    checks the witness);
-3. in another fresh process: the dashboard's comparison page (streamlit AppTest) rerun after a
+3. right after a restart of the bench server (its shared buffers empty; the OS page cache is not
+   dropped), in a fresh process: a cold pass of seeded random 10 x 50 selections, each asked once,
+   then a warm pass asking the same selections again, for compare cells only and with every snippet
+   and for both floors (issue 16: one selection repeated 30 times never sees a cold one);
+4. in another fresh process: the dashboard's comparison page (streamlit AppTest) rerun after a
    selection change, and that process's peak RSS.
 Warm-up runs are not timed; compare and its floor alternate run by run so they share the machine's
 noise, which the table reports as the spread of a fixed CPU workload.
@@ -61,6 +65,21 @@ FLOOR_SQL = """
     WHERE p.product_key = ANY(%(products)s)
       AND (ci.coverage_code = ANY(%(codes)s) OR (%(unmatched)s AND ci.coverage_code IS NULL))
 """
+
+
+# The cells-only floor: what compare(include_evidence=False) returns (raw name, status, value_text, the
+# proposal snippet's document type and page, how many snippets), flat, fetched into tuples.
+CELLS_FLOOR_SQL = """
+    SELECT p.product_key, ci.coverage_code, ci.coverage_name_raw, af.status, af.value_text, pe.doc_type, pe.page,
+           (SELECT count(*) FROM evidence_ref e WHERE e.instance_id = ci.instance_id)
+    FROM product p
+    JOIN coverage_instance ci ON ci.product_id = p.product_id
+    JOIN amount_fact af ON af.instance_id = ci.instance_id
+    LEFT JOIN evidence_ref pe ON pe.evidence_id = af.evidence_id AND af.status = 'CONFIRMED'
+    WHERE p.product_key = ANY(%(products)s) AND ci.coverage_code = ANY(%(codes)s)
+"""
+#: random selections per pass (cold, then warm)
+PASS_SELECTIONS = 40
 
 
 # --- statistics ---------------------------------------------------------------------------------
@@ -134,6 +153,7 @@ def measure_queries(runs: int, warmup: int, seed: int) -> dict[str, Any]:
 
     import core
     from core import catalog, config, db
+    from core import comparison as comparing
     from core.status import collect
 
     results: dict[str, Any] = {"notes": []}
@@ -173,6 +193,19 @@ def measure_queries(runs: int, warmup: int, seed: int) -> dict[str, Any]:
         # frequency) cancels out of the pair, so this ratio moves less between runs than the medians do.
         results[f"pairwise ratio {label}"] = statistics.median(a / b for a, b in zip(compare_times, floor_times,
                                                                                        strict=True))
+    # Cells only (issue 16) against its own floor, and the evidence of one coverage against its floor.
+    cells_params = {"products": products, "codes": codes, "unmatched": False}
+    one_code = {"products": products, "codes": codes[:1], "unmatched": False}
+    for label, ours, floor in (
+            ("cells only", lambda: core.compare(products, codes, with_unmatched=False, include_evidence=False),
+             lambda: floor_conn.execute(CELLS_FLOOR_SQL, cells_params).fetchall()),
+            ("evidence of 1 coverage", lambda: comparing.evidence(products, codes[0]),
+             lambda: floor_conn.execute(FLOOR_SQL, one_code).fetchall())):
+        ours_times, floor_times = _paired(ours, floor, runs, warmup)
+        results[f"compare 10x50 {label}"] = summary(ours_times)
+        results[f"floor SQL 10x50 {label}"] = summary(floor_times)
+        results[f"pairwise ratio {label}"] = statistics.median(a / b for a, b in zip(ours_times, floor_times,
+                                                                                       strict=True))
     floor_conn.close()
 
     results["unmatched_coverages() of 10 products"] = summary(
@@ -200,6 +233,84 @@ def measure_queries(runs: int, warmup: int, seed: int) -> dict[str, Any]:
     results["status collect(fresh=False)"] = summary(
         repeat(lambda: collect(fresh=False, include_backups=False), runs, warmup))
     return results
+
+
+def _paired(ours: Callable[[], object], floor: Callable[[], object], runs: int, warmup: int,
+            ) -> tuple[list[float], list[float]]:
+    """Alternating timed runs of two actions (so both see the same noise), after untimed warm-ups."""
+    for _ in range(warmup):
+        ours()
+        floor()
+    ours_times, floor_times = [], []
+    for index in range(runs):
+        if index % 2 == 0:
+            ours_times.append(timed(ours))
+            floor_times.append(timed(floor))
+        else:
+            floor_times.append(timed(floor))
+            ours_times.append(timed(ours))
+    return ours_times, floor_times
+
+
+# --- child: cold and warm passes of random selections ------------------------------------------------
+
+def measure_passes(count: int, seed: int) -> dict[str, Any]:
+    """Seeded random 10 x 50 selections, each asked once (cold: the parent restarted the server just
+    before this process started), then the same ones again (warm). compare and the floors get disjoint
+    selections, so neither warms the other's; on a compare selection, cells only runs first and the
+    full comparison after it (its cells then cached, its snippets not)."""
+    import psycopg
+
+    import core
+    from core import catalog, config, db
+
+    products = [product.key for product in catalog.products()]
+    codes = [coverage.code for coverage in catalog.coverages()]
+    rng = random.Random(seed * 1_000 + 16)
+
+    def draw() -> tuple[list[str], list[str]]:
+        return (rng.sample(products, min(PRODUCTS_IN_COMPARISON, len(products))),
+                rng.sample(codes, min(CODES_IN_COMPARISON, len(codes))))
+
+    ours, floors = [draw() for _ in range(count)], [draw() for _ in range(count)]
+    floor_conn = psycopg.connect(db.psycopg_conninfo(config.configured_urls()[0]), autocommit=True)  # type: ignore[index]
+    # connections and plans, on one product and one code (a few pages), before anything is timed
+    core.compare(products[:1], codes[:1], with_unmatched=False, include_evidence=False)
+    floor_conn.execute(FLOOR_SQL, {"products": products[:1], "codes": codes[:1], "unmatched": False}).fetchall()
+    results: dict[str, Any] = {"selections": count, "notes": []}
+    for name in ("cold", "warm"):
+        cells, full, cells_floor, full_floor = [], [], [], []
+        for chosen, wanted in ours:
+            cells.append(timed(lambda c=chosen, w=wanted: core.compare(c, w, with_unmatched=False,
+                                                                       include_evidence=False)))
+            full.append(timed(lambda c=chosen, w=wanted: core.compare(c, w, with_unmatched=False)))
+        for chosen, wanted in floors:
+            params = {"products": chosen, "codes": wanted, "unmatched": False}
+            cells_floor.append(timed(lambda p=params: floor_conn.execute(CELLS_FLOOR_SQL, p).fetchall()))
+            full_floor.append(timed(lambda p=params: floor_conn.execute(FLOOR_SQL, p).fetchall()))
+        results[f"{name} compare cells only"] = summary(cells)
+        results[f"{name} compare with evidence"] = summary(full)
+        results[f"{name} floor SQL cells only"] = summary(cells_floor)
+        results[f"{name} floor SQL with evidence"] = summary(full_floor)
+    floor_conn.close()
+    return results
+
+
+def restart_bench_server() -> str:
+    """Restart the embedded bench server (empties shared buffers) so the next pass starts cold."""
+    from core import config, embedded
+
+    if config.settings().bench_server_url:
+        return "INCA_BENCH_SERVER_URL: the server was not restarted, the cold pass may be warm"
+    from bench.market import BENCH_DATA_DIR
+
+    pgdata = BENCH_DATA_DIR / "pgdata"
+    command = [str(embedded.bin_dir() / "pg_ctl"), "restart", "-D", str(pgdata), "-m", "fast", "-w",
+               "-l", str(pgdata / "bench_restart.log")]
+    if os.geteuid() == 0:  # the embedded server runs as the pgserver system user (stack notes)
+        command = ["runuser", "-u", "pgserver", "--", *command]
+    subprocess.run(command, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return "server restarted before the cold pass (shared buffers empty; the OS page cache was not dropped)"
 
 
 # --- child: dashboard -------------------------------------------------------------------------------
@@ -244,8 +355,12 @@ def child_main(args: argparse.Namespace) -> int:
     warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
     server = bench_server()
     server.point_env_at(args.database)
-    result = (measure_queries(args.runs, args.warmup, args.seed) if args.child == "queries"
-              else measure_dashboard(args.reruns, args.seed))
+    if args.child == "queries":
+        result = measure_queries(args.runs, args.warmup, args.seed)
+    elif args.child == "passes":
+        result = measure_passes(args.selections, args.seed)
+    else:
+        result = measure_dashboard(args.reruns, args.seed)
     Path(args.out).write_text(json.dumps(result, ensure_ascii=False, default=str), encoding="utf-8")
     return 0
 
@@ -256,7 +371,7 @@ def _child(mode: str, database: str, args: argparse.Namespace) -> dict[str, Any]
     out = RESULTS / f".child-{mode}-{database}.json"
     command = [sys.executable, __file__, "--child", mode, "--database", database, "--out", str(out),
                "--runs", str(args.runs), "--warmup", str(args.warmup), "--reruns", str(args.reruns),
-               "--seed", str(args.seed)]
+               "--seed", str(args.seed), "--selections", str(args.selections)]
     subprocess.run(command, check=True, cwd=PROJECT_ROOT)
     result = json.loads(out.read_text(encoding="utf-8"))
     out.unlink()
@@ -326,6 +441,20 @@ def render(results: dict[str, Any]) -> str:
             lines.append(_row(f"compare {variant}", size, compare_stats,
                               f"{shape['instances']} instances, {shape['evidence']} snippets; {ratio}"))
             lines.append(_row(f"floor SQL {variant}", size, floor_stats))
+        for variant in ("cells only", "evidence of 1 coverage"):
+            ours, floor = queries.get(f"compare 10x50 {variant}"), queries.get(f"floor SQL 10x50 {variant}")
+            if ours and floor:
+                lines.append(_row(f"compare {variant}", size, ours,
+                                  f"ratio median {ours['median'] / floor['median']:.2f}, "
+                                  f"pairwise {queries[f'pairwise ratio {variant}']:.2f}"))
+                lines.append(_row(f"floor SQL {variant}", size, floor))
+        passes = found.get("passes", {})
+        for name in ("compare cells only", "floor SQL cells only", "compare with evidence", "floor SQL with evidence"):
+            for temperature in ("cold", "warm"):
+                stats = passes.get(f"{temperature} {name}")
+                if stats:
+                    lines.append(_row(f"{temperature} pass: {name}", size, stats,
+                                      f"{passes['selections']} random 10x50 selections, each once"))
         for name in ("unmatched_coverages() of 10 products", "catalog products()+coverages()",
                      "catalog coverage_table()", "catalog status_counts()", "search find_coverages()",
                      "status collect(fresh=True)", "status collect(fresh=False)"):
@@ -336,7 +465,7 @@ def render(results: dict[str, Any]) -> str:
             note = f"peak RSS {dashboard['dashboard peak RSS MB']:.0f} MB" if name.startswith("dashboard rerun") \
                 and "dashboard peak RSS MB" in dashboard else ""
             lines.append(_row(name, size, dashboard.get(name), note))
-        for note in queries.get("notes", []) + dashboard.get("notes", []):
+        for note in queries.get("notes", []) + passes.get("notes", []) + dashboard.get("notes", []):
             lines.append(f"| note | {size} | | | | | | {note} |")
     return "\n".join(lines)
 
@@ -350,7 +479,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--reruns", type=int, default=20, help="timed dashboard reruns")
     parser.add_argument("--reload", action="store_true", help="reload the bench databases even if they exist")
     parser.add_argument("--drop", action="store_true", help="drop the synthetic bench databases at the end")
-    parser.add_argument("--child", choices=["queries", "dashboard"], help=argparse.SUPPRESS)
+    parser.add_argument("--selections", type=int, default=PASS_SELECTIONS,
+                        help="random selections per cold / warm pass")
+    parser.add_argument("--child", choices=["queries", "passes", "dashboard"], help=argparse.SUPPRESS)
     parser.add_argument("--database", help=argparse.SUPPRESS)
     parser.add_argument("--out", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -363,7 +494,11 @@ def main(argv: list[str] | None = None) -> int:
         load = ensure_loaded(size, args)
         database = bench_database(size)
         print(f"measuring {database} ...", file=sys.stderr, flush=True)
-        results["sizes"][size] = {"load": load, "queries": _child("queries", database, args),
+        queries = _child("queries", database, args)
+        restarted = restart_bench_server()
+        passes = _child("passes", database, args)
+        passes["notes"].append(restarted)
+        results["sizes"][size] = {"load": load, "queries": queries, "passes": passes,
                                   "dashboard": _child("dashboard", database, args)}
         if args.drop and size != REAL:
             bench_server().drop(database)

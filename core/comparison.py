@@ -7,12 +7,17 @@ The contract (see docs/api.md):
 - a cell holds every coverage instance the product has under the code (several raw coverages
   are all shown); a product without the code is NOT_AVAILABLE, a status that is never stored.
 - everything is fetched in one round trip, whatever the number of cells.
+- evidence on demand (issue 16): `compare(..., include_evidence=False)` reads the cells without snippet
+  text (each instance keeps its proposal snippet's document type and page, and how many snippets it
+  has); `evidence(product_keys, coverage_code)` or `Comparison.evidence_for(coverage_code)` then reads
+  one coverage's snippets verbatim. The default stays True: notebooks, the exports and the API's
+  documented response get every snippet as before.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from itertools import repeat
 from typing import Any, NamedTuple
 
@@ -20,6 +25,7 @@ import pandas as pd
 from psycopg.rows import namedtuple_row
 
 from core import catalog, condition_slots, data_quality, db, explain, selection
+from core.errors import IncaError
 from core.evidence_consistency import Finding
 from core.lock import LOCK_PARAMS, LOCK_QUERY, lock_from_row
 from core.selection import Selection
@@ -41,7 +47,8 @@ class Evidence(NamedTuple):
 
     doc_type: str
     page: int | None
-    snippet: str
+    #: None only in a cells-only comparison (compare(..., include_evidence=False)): not read, never empty
+    snippet: str | None
     source_file: str | None = None
 
     def source(self, insurer_name: str) -> str:
@@ -59,6 +66,10 @@ class Instance(NamedTuple):
     source_priority: str | None
     proposal_evidence: Evidence | None
     supporting_evidence: tuple[Evidence, ...]
+    #: how many snippets the instance has (proposal + supporting); None where they were not counted
+    #: (the uncoded coverages listed without evidence). With include_evidence=False the supporting
+    #: snippets are not read (supporting_evidence is empty) but this still says they exist.
+    snippet_count: int | None = None
 
     @property
     def display_text(self) -> str:
@@ -122,6 +133,37 @@ class Comparison:
     slots: condition_slots.ConditionsIndex | None = None
     #: evidence findings (issue 13) by (coverage_code, product_key, raw name); read in the cells' snapshot
     findings: dict[tuple[str | None, str, str], tuple[Finding, ...]] = field(default_factory=dict)
+    #: False: cells only (compare(..., include_evidence=False)); evidence_for() reads a coverage's snippets
+    evidence_included: bool = True
+
+    def evidence_for(self, coverage_code: str) -> Comparison:
+        """This comparison with one coverage's snippets read (verbatim, in the full comparison's order);
+        itself when every snippet is already here. The read is its own transaction (one round trip)."""
+        if self.evidence_included:
+            return self
+        return self.with_evidence(coverage_code, evidence([product.key for product in self.products], coverage_code))
+
+    def with_evidence(self, coverage_code: str, found: dict[str, tuple[Instance, ...]]) -> Comparison:
+        """This comparison with one coverage's cells replaced by `found` (what `evidence()` read for it).
+        If those instances are not the cells' own (a load happened in between), EvidenceChanged says so
+        rather than pairing new snippets with the old cells."""
+        cells = dict(self.cells)
+        for product in self.products:
+            cell = self.cells[(coverage_code, product.key)]
+            cells[(coverage_code, product.key)] = cell._replace(
+                instances=_same_instances(cell, found.get(product.key, ()), product.label))
+        return replace(self, cells=cells)
+
+    def with_every_snippet(self) -> Comparison:
+        """This comparison with every snippet of every cell (itself when it has them): for the exports.
+        One more read in its own snapshot; its cells must be the ones shown (else EvidenceChanged)."""
+        if self.evidence_included:
+            return self
+        full = compare(Selection(self.products, self.coverages), with_unmatched=False)
+        cells = {key: cell._replace(instances=_same_instances(cell, full.cells[key].instances,
+                                                              cell.product_key))
+                 for key, cell in self.cells.items()}
+        return replace(self, cells=cells, evidence_included=True)
 
     def finding_for(self, coverage_code: str | None, product_key: str, raw_name: str) -> tuple[Finding, ...]:
         """The evidence findings of one raw coverage (empty: its value is a complete amount in its snippet).
@@ -149,7 +191,10 @@ class Comparison:
         return self._wide(lambda cell: cell.display_text)
 
     def to_long_frame(self) -> pd.DataFrame:
-        """One row per cell and raw coverage: status, value_text, raw name, evidence source."""
+        """One row per cell and raw coverage: status, value_text, raw name, evidence source and snippet
+        (a cells-only comparison reads every snippet first: an export never lacks one)."""
+        if not self.evidence_included:
+            return self.with_every_snippet().to_long_frame()
         records = []
         for coverage, cells in self.rows():
             for position, (product, cell) in enumerate(zip(self.products, cells, strict=True), start=1):
@@ -206,6 +251,22 @@ class Comparison:
         return found
 
 
+class EvidenceChanged(IncaError):
+    """The snippets read on demand no longer belong to the cells shown (a load happened in between)."""
+
+
+def _identity(instance: Instance) -> tuple[str, str, str | None, str | None]:
+    return instance.raw_name, instance.status, instance.value_text, instance.source_doc_type
+
+
+def _same_instances(cell: Cell, read: tuple[Instance, ...], where: str) -> tuple[Instance, ...]:
+    """`read` (with snippets) if it is the cell's own instances, in the same order; else EvidenceChanged."""
+    if [_identity(instance) for instance in read] != [_identity(instance) for instance in cell.instances]:
+        raise EvidenceChanged(f"{where} · {cell.coverage_code}: the locked data changed since the table was read; "
+                              "reload the page to see the current table and its evidence")
+    return read
+
+
 UNMATCHED_COLUMNS = ["product_key", "insurer", "coverage_name_raw", "status", "value_text", "display_text"]
 
 
@@ -253,6 +314,23 @@ _CODES_FILTER = {  # (every code?, with unmatched?) -> constant SQL; values trav
     (True, False): "ci.coverage_code IS NOT NULL",
     (True, True): "true",
 }
+# Cells only (include_evidence=False): the same rows without any snippet text. The proposal snippet's
+# document type, page and file come from one primary-key probe (restricted to the instance's own
+# snippets, as the full query's is_proposal flag is), the number of snippets from the instance index;
+# snippet text, the bulk of the full query's bytes, stays in the server until evidence() asks for it.
+_CELLS_SQL = """
+    SELECT p.product_key, ci.coverage_code, ci.coverage_name_raw, af.status, af.value_text, af.source_doc_type,
+           af.source_priority, pe.doc_type AS proposal_doc_type, pe.page AS proposal_page,
+           pe.source_file AS proposal_source_file,
+           (SELECT count(*) FROM evidence_ref e WHERE e.instance_id = ci.instance_id) AS snippet_count,
+           ci.variant_id::text AS variant
+    FROM product p
+    JOIN coverage_instance ci ON ci.product_id = p.product_id
+    JOIN amount_fact af ON af.instance_id = ci.instance_id
+    LEFT JOIN evidence_ref pe ON pe.evidence_id = af.evidence_id AND af.status = 'CONFIRMED'
+                             AND pe.instance_id = ci.instance_id
+    WHERE p.product_key = ANY(CAST(%(product_keys)s AS text[])) AND {codes}
+"""
 #: compare(..., with_unmatched=UNMATCHED_LIST): the uncoded coverages without their evidence
 UNMATCHED_LIST = "list"
 _new_tuple = tuple.__new__  # builds a named tuple from an iterable at C speed (what NamedTuple._make does)
@@ -260,15 +338,26 @@ _new_tuple = tuple.__new__  # builds a named tuple from an iterable at C speed (
 
 def _instance(row: Any) -> Instance:
     """An instance from a cells row (a named tuple from the driver, or a SQLAlchemy Row: read by name)."""
-    proposal, supporting = None, ()
+    proposal, supporting, count = None, (), None
     if row.is_proposal is not None:
         evidence = list(map(_new_tuple, repeat(Evidence),
                             zip(row.doc_types, row.pages, row.snippets, row.source_files, strict=True)))
+        count = len(evidence)
         if row.status == CONFIRMED:  # its evidence_id is one of these snippets (the load's audit checks it)
             proposal = evidence.pop(row.is_proposal.index(True))
         supporting = tuple(evidence)
+    # tuple.__new__ applies no defaults: every field is given
     return _new_tuple(Instance, (row.coverage_name_raw, row.status, row.value_text, row.source_doc_type,
-                                 row.source_priority, proposal, supporting))
+                                 row.source_priority, proposal, supporting, count))
+
+
+def _cells_only_instance(row: Any) -> Instance:
+    """An instance from a _CELLS_SQL row: the proposal snippet's source without its text, the count."""
+    proposal = None
+    if row.proposal_doc_type is not None:
+        proposal = _new_tuple(Evidence, (row.proposal_doc_type, row.proposal_page, None, row.proposal_source_file))
+    return _new_tuple(Instance, (row.coverage_name_raw, row.status, row.value_text, row.source_doc_type,
+                                 row.source_priority, proposal, (), row.snippet_count))
 
 
 def _display_key(row: Any) -> tuple[str, str, str]:
@@ -280,14 +369,15 @@ def _in_display_order(rows: list[Any] | None) -> tuple[Instance, ...]:
     """A cell's rows as instances; most cells hold one row, so there is nothing to order."""
     if not rows:
         return ()
-    return tuple(map(_instance, rows if len(rows) == 1 else sorted(rows, key=_display_key)))
+    build = _instance if hasattr(rows[0], "is_proposal") else _cells_only_instance
+    return tuple(map(build, rows if len(rows) == 1 else sorted(rows, key=_display_key)))
 
 
 def _cursor(driver: Any) -> Any:
     return driver.cursor(binary=True, row_factory=namedtuple_row)
 
 
-def _fetch(conn: Any, asked: selection.Request | Selection, with_unmatched: bool | str,
+def _fetch(conn: Any, asked: selection.Request | Selection, with_unmatched: bool | str, include_evidence: bool = True,
            ) -> tuple[Selection, Any, list[Any], list[Any]]:
     """Selection, lock and cells in ONE round trip (a psycopg pipeline on the reading transaction).
 
@@ -299,7 +389,8 @@ def _fetch(conn: Any, asked: selection.Request | Selection, with_unmatched: bool
     resolved = asked if isinstance(asked, Selection) else None
     every_code = (resolved.coverages if resolved is not None else asked.codes) is None
     listed = with_unmatched == UNMATCHED_LIST  # the uncoded coverages by their own query, without evidence
-    sql = _COMPARE_SQL.format(codes=_CODES_FILTER[(every_code, bool(with_unmatched) and not listed)])  # constants
+    template = _COMPARE_SQL if include_evidence else _CELLS_SQL
+    sql = template.format(codes=_CODES_FILTER[(every_code, bool(with_unmatched) and not listed)])  # constants
     if resolved is not None:
         keys, codes = resolved.product_keys, resolved.codes or []
     else:
@@ -369,12 +460,17 @@ def unmatched_coverages(products: Selection | Sequence[str] | str) -> pd.DataFra
 
 
 def compare(products: Selection | Sequence[str] | str, coverage_codes: Sequence[str] | str | None = None, *,
-            with_unmatched: bool | str = True) -> Comparison:
+            with_unmatched: bool | str = True, include_evidence: bool = True) -> Comparison:
     """Compare `products` (in this order) on `coverage_codes` (None: every code any of them has).
 
     `with_unmatched`: True also fetches the uncoded coverages with their evidence, UNMATCHED_LIST
     ("list") without it (what the dashboard lists under the table), False not at all; either way they
     come from the cells' own snapshot.
+
+    `include_evidence`: True (the default: notebooks, exports, the API's documented answer) reads every
+    snippet; False reads the cells only (status, value_text, raw name, the proposal snippet's document
+    type and page, the number of snippets) and `Comparison.evidence_for(code)` reads a coverage's
+    snippets when they are shown. Amounts, statuses, condition slots and findings are the same either way.
 
     `products` is a resolved `core.selection.Selection` (its coverages are used, and nothing is resolved
     again) or what a user typed (resolved once, by core.selection, in the comparison's own snapshot).
@@ -387,7 +483,7 @@ def compare(products: Selection | Sequence[str] | str, coverage_codes: Sequence[
         asked = selection.request(products, coverage_codes)  # malformed, too many or none: before any query
     # One connection and one read-only transaction for the selection, the lock and the cells.
     with db.read() as conn:
-        chosen, lock_row, rows, unmatched_rows = _fetch(conn, asked, with_unmatched)
+        chosen, lock_row, rows, unmatched_rows = _fetch(conn, asked, with_unmatched, include_evidence)
         # evidence findings of the chosen products (issue 13): a small table, in the same snapshot
         finding_rows = conn.exec_driver_sql(data_quality.FINDINGS_QUERY,
                                             {"every": False, "names": list(chosen.product_keys)}).all()
@@ -414,4 +510,19 @@ def compare(products: Selection | Sequence[str] | str, coverage_codes: Sequence[
     findings = data_quality.findings_by_key(data_quality.records_from_rows(finding_rows))
     return Comparison(chosen.products, wanted, cells,
                       {key: _in_display_order(value) for key, value in unmatched.items()}, audit, slots=slots,
-                      findings=findings)
+                      findings=findings, evidence_included=include_evidence)
+
+
+def evidence(product_keys: Sequence[str] | str, coverage_code: str) -> dict[str, tuple[Instance, ...]]:
+    """Every snippet of one coverage's instances, verbatim: product key -> its instances under the code,
+    each with its proposal snippet and supporting snippets, in the order a full compare() gives them.
+    One read (one round trip) in its own read-only transaction; unknown keys simply have no instances.
+    """
+    keys = [product_keys] if isinstance(product_keys, str) else list(product_keys)
+    sql = _COMPARE_SQL.format(codes=_CODES_FILTER[(False, False)])  # a constant fragment
+    with db.read() as conn, _cursor(conn.connection.driver_connection) as cursor:
+        rows = cursor.execute(sql, {"product_keys": keys, "codes": [coverage_code.upper()]}).fetchall()
+    found: dict[str, list[Any]] = {}
+    for row in rows:
+        found.setdefault(row.product_key, []).append(row)
+    return {key: _in_display_order(value) for key, value in found.items()}

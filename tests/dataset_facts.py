@@ -126,3 +126,17 @@ def unmatched(product_key: str) -> list[Card]:
     insurer = product_insurer()[product_key]
     return sorted((card for card in cards() if card.insurer == insurer and card.code is None),
                   key=lambda card: card.raw_name)
+
+
+@functools.cache
+def snippets_of(insurer: str, raw_name: str) -> tuple[str, ...]:
+    """Every snippet text the dataset files hold for one instance: its card's proposal snippet and the
+    evidence pack's snippets for it (read from the files, not the database)."""
+    found = [card.proposal_snippet for card in cards()
+             if card.insurer == insurer and card.raw_name == raw_name and card.proposal_snippet]
+    for path in sorted((DATASET / "evidence_pack").glob("*.jsonl")):
+        for line in path.read_text(encoding="utf-8").splitlines():
+            record = json.loads(line) if line.strip() else None
+            if record and record["insurer"] == insurer and record["coverage_name_raw"] == raw_name:
+                found += [snippet["snippet"] for snippet in record["evidences"]]
+    return tuple(found)

@@ -449,6 +449,8 @@ def test_status_equals_the_cli_report(client: httpx.Client, loaded_db: Database)
             report["lock"].pop(volatile)
         for key in [k for k in report["backups"] if k == "checked_at" or "_age_" in k]:
             report["backups"].pop(key)
+        # the server's WAL position moves with any write on it (autovacuum, another test database)
+        report["database"].pop("wal_lsn", None)
     assert served == printed
     assert served["ok"] is True and served["lock"]["state"] == "INTACT"
 
@@ -553,3 +555,29 @@ def test_compare_carries_the_condition_slots(client: httpx.Client, loaded_db: Da
                         assert slot_out["status_label"] == "원문에서 찾지 못함" and not slot_out["phrases"]
                     seen_found |= slot.status == "FOUND"
     assert seen_found
+
+
+def test_include_evidence_false_answers_the_cells_without_snippet_text(client: httpx.Client) -> None:
+    body = {**GUIDE_EXAMPLE, "target_coverages": [{"coverage_code": "A4200_1"}, {"coverage_code": "A4210"}]}
+    full, lean = post(client, body), post(client, {**body, "include_evidence": False})
+    assert full.status_code == lean.status_code == 200, (full.text, lean.text)
+    full_answer, lean_answer = full.json(), lean.json()
+    assert lean_answer["audit"]["lock_state"] == "INTACT"
+    seen = 0
+    for full_coverage, lean_coverage in zip(full_answer["coverages"], lean_answer["coverages"], strict=True):
+        for full_cell, lean_cell in zip(full_coverage["cells"], lean_coverage["cells"], strict=True):
+            assert {k: v for k, v in lean_cell.items() if k != "instances"} == \
+                {k: v for k, v in full_cell.items() if k != "instances"}
+            for whole, cells_only in zip(full_cell["instances"], lean_cell["instances"], strict=True):
+                assert cells_only["supporting_evidence"] == []
+                assert whole["snippet_count"] == cells_only["snippet_count"] == \
+                    len(whole["supporting_evidence"]) + (whole["evidence"] is not None)
+                if whole["evidence"] is not None:
+                    assert whole["evidence"]["snippet"]  # the default answer keeps every snippet verbatim
+                    assert cells_only["evidence"] == {**whole["evidence"], "snippet": None}  # still citable
+                    seen += 1
+                rest = {"evidence", "supporting_evidence"}
+                assert {k: v for k, v in cells_only.items() if k not in rest} == \
+                    {k: v for k, v in whole.items() if k not in rest}
+    assert seen
+    assert "include_evidence" in client.get("/openapi.json").text

@@ -186,10 +186,14 @@ def test_compare_page_shows_the_datasets_amounts(app_url: str, page: Any, loaded
     assert csv.columns[-1] == exports.EVIDENCE_CHECK
     assert csv.drop(columns=[exports.EVIDENCE_CHECK]).values.tolist() == rows
     screenshot(page, "compare.png")
-    page.locator('[data-testid="stExpander"] summary').first.click()
-    page.wait_for_timeout(300)
-    page.locator('[data-testid="stExpander"]').first.screenshot(path=str(ARTIFACTS / "compare_evidence.png"))
-    assert page.locator('[data-testid="stExpander"] details[open]').count() == 1
+    # 원문 is read and sent only when a coverage's button opens it (issue 16)
+    assert page.locator(".inca-ev pre").count() == 0
+    page.get_by_role("button", name="근거자료 (원문) 보기").first.click()
+    page.wait_for_selector(".inca-ev pre", timeout=PAGE_TIMEOUT_MS)
+    page.locator(".inca-ev").first.screenshot(path=str(ARTIFACTS / "compare_evidence.png"))
+    shown = " ".join(page.locator(".inca-ev pre").first.inner_text().split())  # verbatim: tests/test_dashboard.py
+    assert shown in {" ".join(text.split()) for key in keys for card in facts.cards_for(key, codes[0])
+                     for text in facts.snippets_of(card.insurer, card.raw_name)}
 
 
 def test_shared_url_opens_that_comparison(app_url: str, page: Any, loaded_db: Database) -> None:

@@ -13,6 +13,8 @@ import yaml
 import core
 from core import catalog, comparison
 from core.comparison import MIXED, NOT_AVAILABLE_TEXT, UNCONFIRMED_TEXT
+from dashboard.lib import params
+from tests import dataset_facts as facts
 from tests.conftest import PROJECT, Database
 
 DATASET = PROJECT / "data" / "dataset"
@@ -235,3 +237,78 @@ def test_selection_errors_name_the_bad_value(loaded_db: Database, products: list
 def test_too_many_products_is_refused(loaded_db: Database) -> None:
     with pytest.raises(core.SelectionError, match="최대"):
         core.compare(["samsung"] * 51, ["A1100"])
+
+
+# --- evidence on demand (issue 16) ----------------------------------------------------------------
+
+def _texts(instance: comparison.Instance) -> list[str]:
+    proposal = [instance.proposal_evidence.snippet] if instance.proposal_evidence else []
+    return proposal + [evidence.snippet for evidence in instance.supporting_evidence]
+
+
+def test_cells_only_comparison_has_the_same_cells_and_no_snippet_text(loaded_db: Database) -> None:
+    keys, codes = [p.key for p in catalog.products()], list(params.DEFAULT_CODES)
+    full = core.compare(keys, codes)
+    cells = core.compare(keys, codes, include_evidence=False)
+    assert full.evidence_included and not cells.evidence_included
+    assert cells.to_frame().equals(full.to_frame())
+    assert cells.conditions_frame().equals(full.conditions_frame())
+    assert cells.findings == full.findings
+    counted = 0
+    for key, cell in cells.cells.items():
+        for lean, whole in zip(cell.instances, full.cells[key].instances, strict=True):
+            assert lean[:5] == whole[:5]  # raw name, status, value_text, source type and priority
+            assert lean.supporting_evidence == ()
+            assert lean.snippet_count == whole.snippet_count == len(_texts(whole))
+            if whole.proposal_evidence is None:
+                assert lean.proposal_evidence is None
+            else:  # the source stays citable without the text
+                assert lean.proposal_evidence.snippet is None
+                assert lean.proposal_evidence._replace(snippet=whole.proposal_evidence.snippet) == whole.proposal_evidence
+                assert lean.proposal_evidence.source("x") == whole.proposal_evidence.source("x")
+                counted += 1
+    assert counted
+    # on demand, per coverage, the full comparison's instances exactly; and every snippet for the exports
+    for code in codes:
+        assert cells.evidence_for(code).cells == {**cells.cells, **{k: v for k, v in full.cells.items() if k[0] == code}}
+    assert cells.with_every_snippet().cells == full.cells
+
+
+def test_every_dataset_snippet_is_reachable_on_demand(loaded_db: Database) -> None:
+    products = catalog.products()
+    cells = core.compare([p.key for p in products], list(params.DEFAULT_CODES), include_evidence=False)
+    checked = 0
+    for code in params.DEFAULT_CODES:
+        found = comparison.evidence([p.key for p in products], code)
+        for product in products:
+            expected = [(card.raw_name, card.insurer) for card in facts.cards()
+                        if card.code == code and facts.product_insurer()[product.key] == card.insurer]
+            got = found.get(product.key, ())
+            assert sorted(i.raw_name for i in got) == sorted(raw for raw, _ in expected)
+            assert [i.raw_name for i in got] == [i.raw_name for i in cells.cell(code, product.key).instances]
+            for instance in got:
+                files = facts.snippets_of(facts.product_insurer()[product.key], instance.raw_name)
+                # verbatim, every one and nothing else (the load keeps an exact repeat of a snippet once)
+                assert set(_texts(instance)) == set(files)
+                checked += len(files)
+    assert checked > 100
+
+
+def test_evidence_of_one_product_and_unknown_names(loaded_db: Database) -> None:
+    found = comparison.evidence("samsung_health_v1", "a4200_1")
+    assert list(found) == ["samsung_health_v1"] and found["samsung_health_v1"]
+    assert comparison.evidence(["no_such_product"], "A4200_1") == {}
+
+
+def test_evidence_that_is_not_the_cells_own_is_refused(loaded_db: Database) -> None:
+    cells = core.compare(["samsung_health_v1", "kb_health_v1"], ["A4200_1"], include_evidence=False)
+    with pytest.raises(comparison.EvidenceChanged, match="A4200_1"):
+        cells.with_evidence("A4200_1", {})  # as if a load had removed them since the table was read
+    found = comparison.evidence(["kb_health_v1"], "A4200_1")  # samsung's instances missing
+    with pytest.raises(comparison.EvidenceChanged, match="삼성화재"):
+        cells.with_evidence("A4200_1", found)
+    # the long frame (the workbook's detail sheet) of a cells-only comparison carries every snippet
+    long = cells.to_long_frame()
+    assert long["evidence_snippet"].equals(core.compare(["samsung_health_v1", "kb_health_v1"],
+                                                        ["A4200_1"]).to_long_frame()["evidence_snippet"])
+    assert long["evidence_snippet"].notna().all()

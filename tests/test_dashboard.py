@@ -126,10 +126,15 @@ def test_default_compare_page_shows_the_datasets_amounts(loaded_db: Database) ->
     assert sorted(all_product_keys()) == sorted(facts.product_insurer())  # every product of the dataset
     facts.assert_page_table(compare_table(at), all_product_keys(), DEFAULT_CODES)
     assert at.query_params == {"p": ",".join(all_product_keys()), "c": ",".join(DEFAULT_CODES)}
-    evidence = [block for block in walk(at.main) if getattr(block, "type", None) == "expander"
-                and block.label == "근거자료 (원문)"]
-    assert len(evidence) == len(DEFAULT_CODES)
-    assert not any(block.proto.expanded for block in evidence)  # collapsed by default
+    # 원문 closed by default (issue 16): one button per coverage, and no snippet text is sent until opened
+    assert [at.button(key=f"evidence_{code}").label.startswith("근거자료 (원문) 보기") for code in DEFAULT_CODES] \
+        == [True] * len(DEFAULT_CODES)
+    page = "\n".join(element.value for element in at.html)
+    assert "<pre>" not in page
+    snippets = {text for key in all_product_keys() for code in DEFAULT_CODES for card in facts.cards_for(key, code)
+                for text in facts.snippets_of(card.insurer, card.raw_name) if len(text) >= 20}
+    assert len(snippets) > 100
+    assert not [text for text in snippets if html.escape(text, quote=False) in page or text in page]
 
 
 def test_explanations_and_evidence_are_verbatim(loaded_db: Database) -> None:
@@ -148,12 +153,27 @@ def test_explanations_and_evidence_are_verbatim(loaded_db: Database) -> None:
             assert not forbidden_language.find_violations(sentence)
             if card is not None and card.status == "CONFIRMED":
                 assert f"{card.value_text}으로" in sentence or f"{card.value_text}로" in sentence
-    snippets = [card.proposal_snippet for key in chosen for code in codes for card in facts.cards_for(key, code)
-                if card.proposal_snippet]
-    assert snippets
+    assert "<pre>" not in page  # 원문 closed until asked for (issue 16)
+    at.button(key=f"evidence_{codes[0]}").click()
+    run(at)
+    assert at.button(key=f"evidence_{codes[0]}").label == "근거자료 닫기"
+    page = "\n".join(element.value for element in at.html)
     blocks = [html.unescape(block) for block in re.findall(r"<pre>(.*?)</pre>", page, re.S)]
-    for snippet in snippets:
-        assert snippet in blocks  # the card's snippet verbatim: line breaks kept, nothing edited
+    opened = [text for key in chosen for card in facts.cards_for(key, codes[0])
+              for text in facts.snippets_of(card.insurer, card.raw_name)]
+    assert opened and set(blocks) == set(opened)  # every snippet of that coverage verbatim, only those
+    others = [text for key in chosen for card in facts.cards_for(key, codes[1])
+              for text in facts.snippets_of(card.insurer, card.raw_name) if text not in opened]
+    assert others and not set(others) & set(blocks)
+    at.button(key=f"evidence_{codes[1]}").click()
+    run(at)
+    page = "\n".join(element.value for element in at.html)
+    blocks = [html.unescape(block) for block in re.findall(r"<pre>(.*?)</pre>", page, re.S)]
+    assert set(blocks) == set(opened) | set(others)
+    at.button(key=f"evidence_{codes[0]}").click()  # closed again: its snippets are gone from the page
+    run(at)
+    page = "\n".join(element.value for element in at.html)
+    assert {html.unescape(block) for block in re.findall(r"<pre>(.*?)</pre>", page, re.S)} == set(others)
 
 
 def test_selection_change_keeps_the_chosen_order(loaded_db: Database) -> None:
@@ -284,6 +304,12 @@ def test_exports_are_exactly_the_shown_table(loaded_db: Database, downloads: dic
                 for card in (facts.cards_for(key, code) or [None])]
     assert detail["display_text"].tolist() == expected
     assert "000만원" in detail["value_text"].tolist()  # text stays text: never turned into the number 0
+    # the detail sheet carries each proposal snippet verbatim though the page read the cells only (issue 16)
+    proposals = [card.proposal_snippet or "" for code in codes for key in chosen for card in facts.cards_for(key, code)]
+    assert any(proposals)
+    shown_snippets = detail.loc[detail["status"] == "CONFIRMED", "evidence_snippet"].tolist()
+    assert shown_snippets == [card.proposal_snippet for code in codes for key in chosen
+                              for card in facts.cards_for(key, code) if card.status == "CONFIRMED"]
     # the conditions sheet and its CSV hold the same rows: every chosen code x product x slot, in the chosen orders
     sheet = workbook["지급 조건"].fillna("").astype(str)
     assert_same_table(exports.read_csv(downloads["conditions_csv"]), sheet)

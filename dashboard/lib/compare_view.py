@@ -120,7 +120,7 @@ def comparison_section(cmp: Comparison) -> None:
     head.subheader(f"비교표 · 상품 {len(cmp.products)}개 × 담보 {len(cmp.coverages)}개")
     stem = exports.file_stem(cmp)
     # Deferred: the files are built from this same comparison only when a button is clicked (the
-    # workbook costs ~0.15 s, too much for every rerun).
+    # workbook costs ~0.15 s, too much for every rerun); the workbook reads every snippet then (issue 16).
     csv_col.download_button("CSV", lambda: exports.csv_bytes(exports.with_evidence_check(cmp)), file_name=f"{stem}.csv",
                             mime=exports.CSV_MIME,
                             icon=":material/download:", key="download_csv", on_click="ignore",
@@ -132,16 +132,40 @@ def comparison_section(cmp: Comparison) -> None:
     st.html(table.comparison_html(cmp))
 
 
-def explanations_section(cmp: Comparison) -> None:
+#: session key: the codes whose evidence is open (closed evidence is neither read nor rendered)
+OPEN_EVIDENCE_KEY = "evidence_open"
+
+
+def _toggle_evidence(code: str) -> None:
+    opened = set(st.session_state.get(OPEN_EVIDENCE_KEY) or ())
+    st.session_state[OPEN_EVIDENCE_KEY] = opened ^ {code}
+
+
+def _snippet_count(cmp: Comparison, code: str) -> int:
+    return sum(instance.snippet_count or 0 for product in cmp.products
+               for instance in cmp.cell(code, product.key).instances)
+
+
+def explanations_section(cmp: Comparison, lock: str = "") -> None:
+    """Sentences per coverage; its 원문 only when opened (issue 16): a button per coverage, so a closed
+    coverage's snippets are neither fetched nor sent (an expander's body would run on every rerun)."""
     st.subheader("담보별 설명과 근거자료")
     st.caption("설명은 가입설계서 내용을 정해진 문장으로 옮긴 것입니다. 근거자료는 문서의 원문 그대로입니다.")
     sentences: dict[str, list[str]] = {}
     for explanation in cmp.explanations():
         sentences.setdefault(explanation.coverage_code, []).append(explanation.sentence)
+    opened = st.session_state.get(OPEN_EVIDENCE_KEY) or set()
+    keys = tuple(product.key for product in cmp.products)
     for coverage in cmp.coverages:
         st.html(table.explanations_html(coverage, sentences.get(coverage.code, [])))
-        with st.expander("근거자료 (원문)", expanded=False):
-            st.html(table.evidence_html(cmp, coverage))
+        is_open = coverage.code in opened
+        label = "근거자료 닫기" if is_open else f"근거자료 (원문) 보기 · {_snippet_count(cmp, coverage.code)}건"
+        st.button(label, key=f"evidence_{coverage.code}", on_click=_toggle_evidence, args=(coverage.code,),
+                  icon=":material/expand_less:" if is_open else ":material/expand_more:")
+        if is_open:
+            shown = cmp.with_evidence(coverage.code, data.evidence(data.db_key(), keys, coverage.code, lock))
+            with st.container(border=True):
+                st.html(table.evidence_html(shown, coverage))
 
 
 def unmatched_section(cmp: Comparison, frame: pd.DataFrame) -> None:
@@ -179,10 +203,11 @@ def render() -> None:
         st.info("상품과 담보가 하나 이상 선택되면 비교표가 표시됩니다.")
         return
     lock = live_lock()  # before anything of the (possibly cached) comparison is shown
-    cmp = data.compare(key, selection.products, selection.codes, data.lock_token(lock))
+    token = data.lock_token(lock)
+    cmp = data.compare(key, selection.products, selection.codes, token)
     lock_alert(cmp, lock)
     comparison_section(cmp)
-    explanations_section(cmp)
+    explanations_section(cmp, token)
     conditions_view.conditions_section(cmp)
     unmatched_section(cmp, cmp.unmatched_frame())
     audit_footer(cmp, lock)

@@ -76,7 +76,16 @@ def lock_token(lock: LockState) -> str:
 def compare(key: str, product_keys: tuple[str, ...], codes: tuple[str, ...], lock: str = "") -> comparison.Comparison:
     # The grid and the uncoded coverages listed under it (without their evidence), from one snapshot;
     # `lock` (data.lock_token()) keys the cache so a cached comparison never outlives the lock it showed.
-    return comparison.compare(list(product_keys), list(codes), with_unmatched=comparison.UNMATCHED_LIST)
+    # Cells only (issue 16): a coverage's snippets are read by evidence() when the analyst opens them.
+    return comparison.compare(list(product_keys), list(codes), with_unmatched=comparison.UNMATCHED_LIST,
+                              include_evidence=False)
+
+
+@st.cache_data(ttl=TTL, show_spinner=False, max_entries=MAX_CACHED_COMPARISONS)
+def evidence(key: str, product_keys: tuple[str, ...], code: str, lock: str = "",
+             ) -> dict[str, tuple[comparison.Instance, ...]]:
+    # One coverage's snippets, verbatim (only for a coverage whose evidence is open); keyed like compare().
+    return comparison.evidence(list(product_keys), code)
 
 
 @st.cache_data(ttl=TTL, show_spinner=False, max_entries=4)
@@ -94,6 +103,6 @@ def status_counts(key: str) -> pd.DataFrame:
 
 def clear_caches() -> None:
     """After an error (database restarted, password changed) nothing stale may be served again."""
-    for cached in (products, coverages, compare, coverage_table, status_counts):
+    for cached in (products, coverages, compare, evidence, coverage_table, status_counts):
         cached.clear()
     connections.clear()

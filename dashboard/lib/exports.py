@@ -62,6 +62,9 @@ def _write(writer: pd.ExcelWriter, frame: pd.DataFrame, sheet: str, widths: dict
 
 
 def xlsx_bytes(cmp: Comparison) -> bytes:
+    """The workbook; its 상세 sheet carries every snippet verbatim, so a cells-only comparison (the
+    dashboard's) reads them here, when the download is asked for (Comparison.with_every_snippet)."""
+    cmp = cmp.with_every_snippet()
     buffer = io.BytesIO()
     audit = pd.DataFrame([{"항목": key, "값": "" if value is None else str(value)} for key, value in asdict(cmp.audit).items()])
     with pd.ExcelWriter(buffer, engine="xlsxwriter", engine_kwargs={"options": _XLSX_OPTIONS}) as writer:
