@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictBool, field_validator
 from pydantic_core import PydanticCustomError
 
 from core.comparison import MAX_CODES, MAX_PRODUCTS
@@ -87,7 +87,7 @@ class CompareRequest(BaseModel):
         min_length=1, max_length=MAX_CODES,
         description=f"Coverages to compare, in this order (1 to {MAX_CODES}; a repeated code is shown once).",
     )
-    include_evidence: bool = Field(
+    include_evidence: StrictBool = Field(
         default=True,
         description="True (default): every snippet verbatim (`evidence.snippet`, `supporting_evidence`). False: "
                     "the cells only: `evidence` keeps its doc_type, page and source with `snippet` null, "
