@@ -175,7 +175,7 @@ def unmatched_section(cmp: Comparison, frame: pd.DataFrame) -> None:
         rows = frame[frame["product_key"] == product.key]
         with st.expander(f"{product.label} · {len(rows)}건", expanded=False):
             if rows.empty:
-                st.caption("없음")
+                st.caption("이 상품의 가입설계서 담보는 모두 표준 코드에 연결되어 있습니다.")
                 continue
             st.html(table.static_table_html(
                 ["보험사 담보명", "금액 (가입설계서 표기)"],
