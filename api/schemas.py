@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictBool, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictBool
 from pydantic_core import PydanticCustomError
 
 from core.comparison import MAX_CODES, MAX_PRODUCTS
@@ -47,10 +47,6 @@ def _printable(value: str) -> str:
 Printable = Annotated[str, AfterValidator(_printable)]
 
 
-
-def refuse_control_characters(value: str | None) -> str | None:
-    """The same rule for optional fields validated by a field_validator."""
-    return None if value is None else _printable(value)
 class ProductRef(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -64,16 +60,12 @@ class ProductRef(BaseModel):
                     "required when it has several.",
     )
 
-    _plain = field_validator("insurer", "product_name")(refuse_control_characters)
-
 
 class CoverageRef(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     coverage_code: Printable = Field(min_length=1, max_length=50, json_schema_extra=_PRINTABLE_PATTERN,
                                description="Canonical coverage code (신정원 unified code), e.g. A4200_1.")
-
-    _plain = field_validator("coverage_code")(refuse_control_characters)
 
 
 class CompareRequest(BaseModel):
