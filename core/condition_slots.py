@@ -7,19 +7,16 @@ forbidden-language check.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from typing import Any, NamedTuple
 
 import pandas as pd
 from psycopg.rows import namedtuple_row
-from sqlalchemy import Connection
 
-from core import catalog, db, explain
+from core import catalog, db, explain, selection
 from core.conditions.slots import CONFLICT, FOUND, LABELS, NOT_FOUND, SLOTS, STATUS_LABELS
 from core.errors import SelectionError
 from core.forbidden_language import validate_text
-from core.user_input import clean
 
 __all__ = ["TEMPLATES", "CellConditions", "ConditionPhrase", "InstanceConditions", "SlotConditions", "comparison_frame",
            "conditions_of", "sentence"]
@@ -205,21 +202,14 @@ TEMPLATES: dict[str, str] = {
     CONFLICT: "{insurer}의 {coverage}{은/는} {slot} 조건이 문서마다 다르게 기재되어 있습니다(문서 상충).",
     NOT_FOUND: "{insurer}의 {coverage}{은/는} {slot} 조건이 원문에서 확인되지 않았습니다.",
 }
-_TRAILING_BRACKETS = re.compile(r"(?:\s*(?:\([^()]*\)|\[[^\[\]]*\]))+\s*$")
-
-
-def _particle(word: str, with_batchim: str, without_batchim: str) -> str:
-    # After a bracketed qualifier the particle follows the word before the bracket: 진단비(갑상선암)는
-    return explain.particle(_TRAILING_BRACKETS.sub("", word) or word, with_batchim, without_batchim)
-
-
 def sentence(insurer_name: str, coverage_name: str, slot: SlotConditions) -> str:
     """The fixed sentence for one slot of one insurer's coverage, validated before return."""
     # verbatim, in stored order; a text printed in several places is named once (exact equality only)
     phrases = " / ".join(dict.fromkeys(phrase.text for phrase in slot.phrases))
     text = TEMPLATES[slot.status].format_map({
         "insurer": insurer_name, "coverage": coverage_name, "slot": slot.label, "phrases": phrases,
-        "은/는": _particle(coverage_name, "은", "는"),
+        # explain.particle reads the word before a bracketed qualifier: 진단비(갑상선암)는
+        "은/는": explain.particle(coverage_name, "은", "는"),
         "으로/로": explain.particle(phrases, "으로", "로") if phrases else "",
     })
     return validate_text(text)
@@ -233,25 +223,12 @@ _PRODUCT_SQL = CONDITIONS_SQL.replace("p.product_key = ANY(CAST(%(product_keys)s
                                     "p.product_key = %(product_key)s")
 
 
-def _resolve(conn: Connection, value: str) -> catalog.Product:
-    known = catalog._products(conn)
-    matches = [p for p in known if value in (p.key, p.insurer_key, p.insurer_name)]
-    if len(matches) == 1:
-        return matches[0]
-    options = [p.key for p in (matches or known)]
-    if matches:
-        raise SelectionError(f"{value!r} has {len(matches)} products; name one of: {', '.join(options)}",
-                             bad_value=value, suggestions=options)
-    raise SelectionError(f"unknown product or insurer {value!r}; known: {', '.join(options[:8])}",
-                         bad_value=value, suggestions=options[:3])
-
-
 def conditions_of(product: str) -> pd.DataFrame:
     """Every stored condition of one product (key, insurer key or name): one row per phrase, one row
     per NOT_FOUND slot; coverages in code then raw-name order, slots in SLOTS order."""
-    value = clean(product, "product")  # before any query (a NUL would reach the driver)
     with db.read() as conn:
-        chosen = _resolve(conn, value)
+        # the one resolver (product key, insurer key or name, product name), with its input checks
+        chosen = selection.resolve(product, conn=conn).products[0]
         if not conn.exec_driver_sql(_HAS_TABLE).scalar_one():
             raise SelectionError("this database has no condition slots yet: run `python -m core upgrade`")
         rows = conn.exec_driver_sql(_PRODUCT_SQL, {"product_key": chosen.key}).all()
