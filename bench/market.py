@@ -45,7 +45,8 @@ if str(PROJECT_ROOT) not in sys.path:  # run as a script: make `core` importable
 
 from sqlalchemy.engine import URL, make_url  # noqa: E402
 
-from core.ops.dataset import COLUMNS, PROPOSAL, TABLE_ORDER, LoadBundle, read_bundle  # noqa: E402
+from core.ops import dataset  # noqa: E402
+from core.ops.dataset import PROPOSAL, TABLE_ORDER, Batch, LoadBundle, coalesce, read_bundle  # noqa: E402
 
 BENCH_DATA_DIR = PROJECT_ROOT / ".inca-bench"
 BENCH_PREFIX = "inca_bench"
@@ -212,44 +213,60 @@ def _insurers(pools: RealPools, count: int) -> list[tuple[str, str, str, str | N
     return found
 
 
-def expected_counts(bundle: LoadBundle) -> dict[str, int]:
-    """The manifest's keys (whatever the real dataset checks today), computed from the bundle."""
+def _manifest_keys() -> list[str]:
     from core import config
 
     manifest = json.loads((config.dataset_dir() / "manifest.json").read_text(encoding="utf-8"))
-    rows = bundle.rows
-    derived = {
-        "coverage_instance_unmatched": sum(1 for row in rows["coverage_instance"] if row[4] is None),
-        "amount_fact_confirmed": sum(1 for row in rows["amount_fact"] if row[2] == "CONFIRMED"),
-        "amount_fact_unconfirmed": sum(1 for row in rows["amount_fact"] if row[2] == "UNCONFIRMED"),
-        "audit_runs": 2,
-    }
-    counts = {}
-    for key in manifest["expected_counts"]:
-        if key in derived:
-            counts[key] = derived[key]
-        elif key in rows:
-            counts[key] = len(rows[key])
-    return counts
+    return list(manifest["expected_counts"])
+
+
+def expected_counts(tallies: dict[str, int]) -> dict[str, int]:
+    """The manifest's keys (whatever the real dataset checks today), from what the generator produced."""
+    return {key: tallies[key] for key in _manifest_keys() if key in tallies}
 
 
 def generate(size: str, seed: int = 8, progress: bool = True, pools: RealPools | None = None) -> LoadBundle:
-    """The synthetic market of `size` (a key of SHAPES) as a LoadBundle, deterministic for `seed`."""
+    """The synthetic market of `size` (a key of SHAPES) as a streamed LoadBundle, deterministic for `seed`.
+
+    Nothing is held: every pass over `bundle.batches()` generates the market again from the seed (the
+    same rows, ids included), in batches of one table. A pass fills `expected_counts` and the lineage's
+    `rows_audited` once it has produced every row (the load reads them after COPY).
+    """
     shape = SHAPES[size]
     pools = pools or real_pools()
+    bundle = LoadBundle(dataset_sha256=hashlib.sha256(f"{GENERATOR_VERSION}:{size}:{seed}:{shape}".encode()).hexdigest())
+    bundle.lineage = {
+        "audit_name": f"synthetic_market_{size}", "status": "PASS", "freeze_tag": f"synthetic/{size}-seed{seed}",
+        "git_commit": GENERATOR_VERSION, "generated_at": FIXED_GENERATED_AT, "rows_audited": 0,
+        "value_mismatches": 0, "type_mismatches": 0, "insurers": [key for key, *_ in _insurers(pools, shape.insurers)],
+    }
+
+    def stream() -> Iterator[Batch]:
+        tallies: dict[str, int] = defaultdict(int)
+        for table, rows in coalesce(_market_rows(size, seed, pools, progress, tallies)):
+            tallies[table] += len(rows)
+            yield table, rows
+        tallies["audit_runs"] = 2
+        bundle.expected_counts = expected_counts(tallies)
+        bundle.lineage["rows_audited"] = tallies["amount_fact"]
+
+    bundle.stream = stream
+    return bundle
+
+
+def _market_rows(size: str, seed: int, pools: RealPools, progress: bool, tallies: dict[str, int]) -> Iterator[Batch]:
+    """The market's rows in generation order, a few rows of one table at a time (per variant), drawn from
+    one seeded generator in exactly the order the in-memory generator of earlier rounds drew them (so
+    the same seed gives the same rows, ids included, and the same fingerprint)."""
+    shape = SHAPES[size]
     rng = random.Random(f"{GENERATOR_VERSION}:{size}:{seed}")
     new_id = _id_factory(rng)
     rand = rng.random
     styles = _styles()
-    bundle = LoadBundle()
-    rows = bundle.rows
-    insurer_rows, product_rows, variant_rows, document_rows = (rows["insurer"], rows["product"],
-                                                               rows["product_variant"], rows["document"])
-    instance_rows, evidence_rows, fact_rows = rows["coverage_instance"], rows["evidence_ref"], rows["amount_fact"]
 
     codes = synthetic_codes(pools, shape.codes)
-    for code, name, _base, _qualifier in codes:
-        rows["coverage_canonical"].append((code, name, []))
+    canonical_rows: list[tuple[Any, ...]] = [(code, name, []) for code, name, _base, _qualifier in codes]
+    yield "coverage_canonical", canonical_rows
     raw_cum = list(accumulate(RAW_COUNT_WEIGHTS))
     # Chance that a product carries a code, so that a variant holds `instances_per_variant` on average.
     carry = min(1.0, shape.instances_per_variant * (1 - UNMATCHED_SHARE)
@@ -259,6 +276,8 @@ def generate(size: str, seed: int = 8, progress: bool = True, pools: RealPools |
     value_total = value_cum[-1]
     snippet_pools = [pools.snippets[doc_type] for doc_type in SUPPORTING_TYPES]
     proposal_forms = ("{raw}\n{value}", "{position}. {raw}\n{value}", "{raw} / {value}")
+    # distinct (code, raw name, insurer key) of the coded instances, in order: the search index's card names
+    cards: dict[tuple[str, str, str], None] = {}
 
     # One spelling per code for the whole market (a real raw name of the code's family + its qualifier):
     # insurers differ by style. Distinct names are what the search index embeds (~5 k at every size).
@@ -269,7 +288,7 @@ def generate(size: str, seed: int = 8, progress: bool = True, pools: RealPools |
     bar = _bar(total_variants, "generate", progress)
     for insurer_number, (insurer_key, mapping_code, name_ko, name_en, insurer_type) in enumerate(insurers):
         insurer_id = new_id()
-        insurer_rows.append((insurer_id, insurer_key, mapping_code, name_ko, name_en, insurer_type))
+        yield "insurer", [(insurer_id, insurer_key, mapping_code, name_ko, name_en, insurer_type)]
         style = styles[insurer_number % len(styles)]
         # The insurer's own names: the code's market spelling in the insurer's style, reused by all its
         # products, plus the split names used when a product has 2-3 raw coverages.
@@ -281,16 +300,18 @@ def generate(size: str, seed: int = 8, progress: bool = True, pools: RealPools |
         for product_number in range(1, shape.products_per_insurer + 1):
             product_id = new_id()
             product_key = f"{insurer_key}_p{product_number:03d}"
-            product_rows.append((product_id, insurer_id, product_key, f"{base_name} {product_number}형",
-                                 f"HP{product_number:04d}", f"25{product_number % 12 + 1:02d}",
-                                 date(2025, product_number % 12 + 1, 1)))
+            yield "product", [(product_id, insurer_id, product_key, f"{base_name} {product_number}형",
+                               f"HP{product_number:04d}", f"25{product_number % 12 + 1:02d}",
+                               date(2025, product_number % 12 + 1, 1))]
             documents = {}
+            document_rows = []
             for doc_type, slug in DOC_SLUGS.items():
                 document_id = new_id()
                 file_name = f"{product_key}_{slug}.pdf"
                 documents[doc_type] = (document_id, file_name)
                 document_rows.append((document_id, product_id, None, f"{product_key}_{slug}", doc_type,
                                       f"{name_ko} {doc_type}", file_name))
+            yield "document", document_rows
             supporting_docs = [documents[doc_type] for doc_type in SUPPORTING_TYPES]
             proposal_id = documents[PROPOSAL][0]
             # Which codes the product carries and with how many raw coverages: shared by its variants.
@@ -299,17 +320,21 @@ def generate(size: str, seed: int = 8, progress: bool = True, pools: RealPools |
             for variant_number in range(shape.variants_per_product):
                 variant_id = new_id()
                 variant_name = VARIANT_NAMES[variant_number % len(VARIANT_NAMES)]
-                variant_rows.append((variant_id, product_id, f"{product_key}_v{variant_number + 1}", variant_name,
-                                     json.dumps({"종": variant_number + 1}, ensure_ascii=False)))
+                yield "product_variant", [(variant_id, product_id, f"{product_key}_v{variant_number + 1}",
+                                           variant_name, json.dumps({"종": variant_number + 1}, ensure_ascii=False))]
                 unmatched_count = min(len(unmatched_names), round(unmatched_mean * (0.7 + 0.6 * rand())))
                 planned = [(codes[index][0], names[index][split]) for index, raw_count in carried
                            for split in range(raw_count)]
                 planned += [(None, raw) for raw in rng.sample(unmatched_names, unmatched_count)]
+                instance_rows, evidence_rows, fact_rows = [], [], []
+                confirmed = 0
                 for position, (code, raw) in enumerate(planned, start=1):
                     instance_id = new_id()
                     matched = code is not None
                     instance_rows.append((instance_id, insurer_id, product_id, variant_id, code, raw,
                                           "matched" if matched else "unmatched"))
+                    if matched:
+                        cards.setdefault((code, raw, insurer_key))
                     for ordinal, ((document_id, file_name), doc_type, pool) in enumerate(
                             zip(supporting_docs, SUPPORTING_TYPES, snippet_pools, strict=True)):
                         page, snippet = pool[int(rand() * len(pool))]
@@ -323,31 +348,19 @@ def generate(size: str, seed: int = 8, progress: bool = True, pools: RealPools |
                                               form.format(raw=raw, value=value, position=position), None, None, 0))
                         fact_rows.append((new_id(), instance_id, "CONFIRMED", value, PROPOSAL,
                                           "PRIMARY" if rand() < 0.78 else "proposal_table", evidence_id, "[]"))
+                        confirmed += 1
                     else:
                         fact_rows.append((new_id(), instance_id, "UNCONFIRMED", None, None, None, None, "[]"))
+                tallies["coverage_instance_unmatched"] += unmatched_count
+                tallies["amount_fact_confirmed"] += confirmed
+                tallies["amount_fact_unconfirmed"] += len(fact_rows) - confirmed
+                yield "coverage_instance", instance_rows
+                yield "evidence_ref", evidence_rows
+                yield "amount_fact", fact_rows
                 bar.update(1)
     bar.close()
-    _add_aliases(bundle)
-    bundle.lineage = {
-        "audit_name": f"synthetic_market_{size}", "status": "PASS", "freeze_tag": f"synthetic/{size}-seed{seed}",
-        "git_commit": GENERATOR_VERSION, "generated_at": FIXED_GENERATED_AT, "rows_audited": len(fact_rows),
-        "value_mismatches": 0, "type_mismatches": 0, "insurers": [row[1] for row in insurer_rows],
-    }
-    bundle.expected_counts = expected_counts(bundle)
-    bundle.dataset_sha256 = hashlib.sha256(f"{GENERATOR_VERSION}:{size}:{seed}:{shape}".encode()).hexdigest()
-    return bundle
-
-
-def _add_aliases(bundle: LoadBundle) -> None:
-    """The search index rows, built by the real dataset's own function when the schema has them."""
-    for table in TABLE_ORDER:
-        bundle.rows.setdefault(table, [])
-    if "coverage_alias" in TABLE_ORDER:
-        from core.ops import dataset
-
-        builder = getattr(dataset, "coverage_aliases", None)
-        if builder is not None:
-            bundle.rows["coverage_alias"] = builder(bundle)
+    # The search index rows, by the real dataset's own function, from the distinct card names.
+    yield "coverage_alias", dataset.alias_rows(canonical_rows, [], cards)
 
 
 class _NoBar:
@@ -452,10 +465,17 @@ class LoadReport:
     database: str
     facts: int
     rows: int
+    #: reading the dataset / drawing the real pools, plus the time spent producing the streamed rows
+    #: (which runs inside the load, interleaved with COPY: it is part of load_seconds for a market)
     generate_seconds: float
+    #: the audited load, from the first batch to the commit and ANALYZE
     load_seconds: float
     message: str
     fingerprint: str
+    #: seconds per phase of the load (core.ops.loader.LoadResult.phases)
+    phases: dict[str, float]
+    #: peak resident memory of the loading process (ru_maxrss), generation included
+    peak_rss_mb: float
 
     @property
     def rows_per_second(self) -> float:
@@ -507,7 +527,8 @@ def load_market(server: BenchServer, size: str, seed: int = 8, database: str | N
         bundle = read_bundle(config.dataset_dir())
     else:
         bundle = generate(size, seed, progress=progress)
-    generated = time.perf_counter() - started
+    prepared = time.perf_counter() - started
+    producing = _timed_stream(bundle)
     server.create(database)
     server.point_env_at(database)
     on_progress, close = _load_progress(progress)
@@ -517,14 +538,30 @@ def load_market(server: BenchServer, size: str, seed: int = 8, database: str | N
     finally:
         close()
     loaded = time.perf_counter() - started
-    return LoadReport(database, len(bundle.rows["amount_fact"]), sum(bundle.counts().values()), generated, loaded,
-                      result.message, result.fingerprint)
+    return LoadReport(database, result.counts["amount_fact"], sum(result.counts[table] for table in TABLE_ORDER),
+                      round(prepared + producing[0], 3), round(loaded, 3), result.message, result.fingerprint,
+                      result.phases, round(peak_rss_mb(), 1))
 
 
-def iter_tables(bundle: LoadBundle) -> Iterator[tuple[str, int]]:
-    for table in TABLE_ORDER:
-        if table in COLUMNS:
-            yield table, len(bundle.rows.get(table, []))
+def _timed_stream(bundle: LoadBundle) -> list[float]:
+    """Make a streamed bundle count the seconds spent producing its batches (returned list, filled as it runs)."""
+    spent = [0.0]
+    source = bundle.stream
+    if source is None:
+        return spent
+
+    def timed() -> Iterator[Batch]:
+        batches = source()
+        while True:
+            started = time.perf_counter()
+            batch = next(batches, None)
+            spent[0] += time.perf_counter() - started
+            if batch is None:
+                return
+            yield batch
+
+    bundle.stream = timed
+    return spent
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -541,24 +578,27 @@ def main(argv: list[str] | None = None) -> int:
     if args.generate_only and args.size != REAL:
         started = time.perf_counter()
         bundle = generate(args.size, args.seed, progress=not args.quiet)
+        counts = bundle.counts()  # one streamed pass: nothing is held
         seconds = time.perf_counter() - started
-        rows = sum(bundle.counts().values())
-        for table, count in iter_tables(bundle):
-            print(f"  {table:<20} {count:>10}")
-        print(f"generated {rows} rows ({len(bundle.rows['amount_fact'])} amount facts) in {seconds:.1f} s "
-              f"({rows / seconds:,.0f} rows/s); expected {bundle.expected_counts}")
+        rows = sum(counts.values())
+        for table in TABLE_ORDER:
+            print(f"  {table:<20} {counts[table]:>10}")
+        print(f"generated {rows} rows ({counts['amount_fact']} amount facts) in {seconds:.1f} s "
+              f"({rows / seconds:,.0f} rows/s); expected {bundle.expected_counts}; peak RSS {peak_rss_mb():.0f} MB")
         return 0
     report = load_market(bench_server(), args.size, args.seed, args.database, args.replace, progress=not args.quiet)
     print(f"{report.database}: {report.message}")
     print(f"generate {report.generate_seconds:.1f} s; load {report.load_seconds:.1f} s for {report.rows:,} rows "
           f"({report.rows_per_second:,.0f} rows/s, {report.facts_per_second:,.0f} amount facts/s)")
     print(f"fingerprint {report.fingerprint}")
+    print(f"peak RSS {report.peak_rss_mb:,.0f} MB; phases: "
+          + ", ".join(f"{name} {seconds:.1f} s" for name, seconds in report.phases.items()))
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps({**asdict(report), "size": args.size, "seed": args.seed,
                                          "rows_per_second": report.rows_per_second,
-                                         "facts_per_second": report.facts_per_second,
-                                         "peak_rss_mb": peak_rss_mb()}, indent=2), encoding="utf-8")
+                                         "facts_per_second": report.facts_per_second}, indent=2, ensure_ascii=False),
+                             encoding="utf-8")
     return 0
 
 

@@ -17,7 +17,7 @@ from sqlalchemy import text
 from core import config, db
 from core.errors import AuditFailed, ConfigError, DatasetError, SchemaMissing
 from core.lock import LockState
-from core.ops import dataset, loader, migrate
+from core.ops import dataset, load_audit, loader, migrate
 from core.status import DatabaseInfo, collect
 from tests.conftest import PROJECT, Database, PgServer
 
@@ -289,11 +289,13 @@ def test_proposal_evidence_of_another_coverage_fails_the_post_audit(fresh_loaded
         first, second = _facts_sharing_a_value(rows)
         conn.execute("BEGIN")
         conn.execute("SELECT inca_open_audited_load()")
-        assert conn.execute(str(loader._POST_AUDIT_SQL)).fetchall() == []
+        assert load_audit.written_evidence_failures(conn) == ([], [])
         conn.execute("UPDATE amount_fact SET evidence_id = %s WHERE amount_id = %s", (rows[second][6], rows[first][0]))
-        found = conn.execute(str(loader._POST_AUDIT_SQL)).fetchall()
+        failing, mismatches = load_audit.written_evidence_failures(conn)
         conn.execute("ROLLBACK")
-    assert [reason for _name, _value, reason in found] == ["its proposal evidence belongs to another coverage"]
+    assert [(amount_id, reason) for amount_id, _instance, reason in failing] == [
+        (rows[first][0], "its proposal evidence belongs to another coverage")]
+    assert mismatches == []
 
 
 def test_database_constraints_reject_bad_facts_even_inside_the_load(fresh_loaded_db: Database) -> None:

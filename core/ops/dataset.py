@@ -12,7 +12,7 @@ import hashlib
 import json
 import operator
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
@@ -74,18 +74,74 @@ class MappingRow:
     raw_name: str
 
 
+Row = tuple[Any, ...]
+#: rows of one table, in COPY column order: what the load writes with one COPY statement
+Batch = tuple[str, list[Row]]
+#: rows per batch: large enough that the per-statement cost of COPY vanishes, small enough that a batch
+#: of snippets stays a few MB (memory of the load does not grow with the data)
+BATCH_ROWS = 50_000
+
+
 @dataclass
 class LoadBundle:
-    """Everything one audited load writes, in COPY column order."""
+    """Everything one audited load writes, in COPY column order.
 
-    rows: dict[str, list[tuple[Any, ...]]] = field(default_factory=lambda: {t: [] for t in TABLE_ORDER})
+    Either held in `rows` (the bundled dataset: ~3 k rows), or streamed: `stream` is a re-iterable
+    factory whose every call yields the same batches again, generated or read lazily, so a market of
+    millions of facts never sits in memory. A stream may fill `expected_counts` and `lineage` while it
+    runs (what it produced), which the load reads once the rows are written.
+    """
+
+    rows: dict[str, list[Row]] = field(default_factory=lambda: {t: [] for t in TABLE_ORDER})
     mapping: list[MappingRow] = field(default_factory=list)
     lineage: dict[str, Any] = field(default_factory=dict)
     expected_counts: dict[str, int] = field(default_factory=dict)
     dataset_sha256: str = ""
+    stream: Callable[[], Iterator[Batch]] | None = None
+
+    def batches(self, size: int = BATCH_ROWS) -> Iterator[Batch]:
+        """Every row once, in batches of one table each (held tables in TABLE_ORDER, sliced)."""
+        if self.stream is not None:
+            yield from self.stream()
+            return
+        for table in TABLE_ORDER:
+            rows = self.rows.get(table) or []
+            for start in range(0, len(rows), size):
+                yield table, rows[start:start + size]
+
+    def table(self, name: str) -> Iterator[Row]:
+        """The rows of one table, in order (a pass over the whole stream for a streamed bundle)."""
+        for table, rows in self.batches():
+            if table == name:
+                yield from rows
 
     def counts(self) -> dict[str, int]:
-        return {table: len(rows) for table, rows in self.rows.items()}
+        found = dict.fromkeys(TABLE_ORDER, 0)
+        for table, rows in self.batches():
+            found[table] = found.get(table, 0) + len(rows)
+        return found
+
+    def in_memory(self) -> LoadBundle:
+        """The same bundle with every table held as a list (tests, small markets)."""
+        held: dict[str, list[Row]] = {table: [] for table in TABLE_ORDER}
+        for table, rows in self.batches():
+            held.setdefault(table, []).extend(rows)
+        return LoadBundle(held, list(self.mapping), dict(self.lineage), dict(self.expected_counts), self.dataset_sha256)
+
+
+def coalesce(batches: Iterable[Batch], size: int = BATCH_ROWS) -> Iterator[Batch]:
+    """Small batches (a generator's per-variant rows) merged per table into batches of `size` rows,
+    each table's rows kept in order; what is left is flushed in TABLE_ORDER at the end."""
+    pending: dict[str, list[Row]] = {}
+    for table, rows in batches:
+        held = pending.setdefault(table, [])
+        held.extend(rows)
+        if len(held) >= size:
+            yield table, held
+            pending[table] = []
+    for table in sorted(pending, key=lambda name: TABLE_ORDER.index(name) if name in TABLE_ORDER else len(TABLE_ORDER)):
+        if pending[table]:
+            yield table, pending[table]
 
 
 def _fail(path: Path, problem: str) -> DatasetError:
@@ -312,17 +368,26 @@ def coverage_aliases(bundle: LoadBundle) -> list[tuple[Any, ...]]:
     Vectors are computed here, in Python, so the database needs no embedding code and the stored
     vectors are exactly what `core.search` computes for a query.
     """
-    found: dict[tuple[str, str, str | None], str] = {}  # (code, text as printed, insurer) -> source
-    for code, name, other_names in bundle.rows["coverage_canonical"]:
-        for spelling in (name, *other_names):
-            found.setdefault((code, spelling, None), "canonical")
-    for m in bundle.mapping:
-        found.setdefault((m.coverage_code, m.raw_name, m.insurer_key), "workbook")
     insurer_keys = dict(map(fields("insurer", "insurer_id", "insurer_key"), bundle.rows["insurer"]))
     coded = fields("coverage_instance", "coverage_code", "coverage_name_raw", "insurer_id")
-    for code, raw_name, insurer_id in map(coded, bundle.rows["coverage_instance"]):
+    cards = ((code, raw_name, insurer_keys[insurer_id])
+             for code, raw_name, insurer_id in map(coded, bundle.rows["coverage_instance"]))
+    return alias_rows(bundle.rows["coverage_canonical"], bundle.mapping, cards)
+
+
+def alias_rows(canonical: Iterable[Row], mapping: Iterable[MappingRow],
+               cards: Iterable[tuple[str | None, str, str]]) -> list[Row]:
+    """coverage_aliases from its parts: canonical rows, workbook rows, then (code, raw name, insurer key)
+    of each card in order (None codes skipped); a streamed market passes its distinct cards."""
+    found: dict[tuple[str, str, str | None], str] = {}  # (code, text as printed, insurer) -> source
+    for code, name, other_names in canonical:
+        for spelling in (name, *other_names):
+            found.setdefault((code, spelling, None), "canonical")
+    for m in mapping:
+        found.setdefault((m.coverage_code, m.raw_name, m.insurer_key), "workbook")
+    for code, raw_name, insurer_key in cards:
         if code is not None:
-            found.setdefault((code, raw_name, insurer_keys[insurer_id]), "card")
+            found.setdefault((code, raw_name, insurer_key), "card")
     vectors: dict[str, str] = {}  # the same text under several insurers is embedded once
     aliases = []
     for (code, alias_text, insurer_key), source in found.items():

@@ -14,6 +14,7 @@ from sqlalchemy import Connection, text
 
 from core.errors import AuditFailed
 from core.evidence_consistency import check_fact
+from core.ops import bulk
 
 TABLE = "evidence_finding"
 #: (amount_id, instance_id, evidence_id, kind, value_text, context, detail)
@@ -56,9 +57,7 @@ def write(conn: Connection, rows: list[FindingRow]) -> None:
         return
     raw = conn.connection.driver_connection
     assert isinstance(raw, psycopg.Connection)
-    with raw.cursor() as cursor, cursor.copy(f"COPY {TABLE} ({', '.join(COLUMNS)}) FROM STDIN") as copy:
-        for row in rows:
-            copy.write_row(row)
+    bulk.copy_rows(raw, TABLE, COLUMNS, rows, bulk.binary_types(raw, TABLE, COLUMNS, rows[0]))
 
 
 def load_step(conn: Connection) -> int:

@@ -7,11 +7,11 @@ is the one place that opens them, and only for a database that has never been lo
 from __future__ import annotations
 
 import json
-import re
-import uuid
-from collections.abc import Callable
-from dataclasses import dataclass
-from datetime import UTC, date, datetime
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 
 import psycopg
@@ -19,15 +19,17 @@ from sqlalchemy import Connection, Engine, text
 from sqlalchemy.exc import IntegrityError
 
 from core import config, db
-from core.amounts import is_placeholder_amount
 from core.errors import AuditFailed, DatasetMismatch
 from core.inventory import applied_version, live_counts, loaded_run
-from core.ops import conditions_load, findings_load, lock_record, migrate
-from core.ops.dataset import COLUMNS, PROPOSAL, TABLE_ORDER, LoadBundle, fields, read_bundle
+from core.ops import bulk, conditions_load, findings_load, lock_record, migrate
+from core.ops.dataset import COLUMNS, TABLE_ORDER, LoadBundle, read_bundle
+from core.ops.load_audit import StreamAudit, pre_audit
+
+__all__ = ["LOAD_AUDIT_NAME", "LoadResult", "Progress", "ensure_loaded", "load", "load_bundle", "open_audited",
+           "pre_audit"]
 
 LOAD_AUDIT_NAME = "inca_load_audit"
 _LOAD_LOCK_KEY = 0x1ACA_0002
-_WHITESPACE = re.compile(r"\s+")
 #: hook for a progress bar: (table, rows written so far, rows in the table)
 Progress = Callable[[str, int, int], None]
 
@@ -39,125 +41,23 @@ class LoadResult:
     audit_run_id: str
     fingerprint: str
     counts: dict[str, int]
+    #: seconds per phase of the load, in order (the load report's breakdown)
+    phases: dict[str, float] = field(default_factory=dict)
 
 
-def _squash(value: str) -> str:
-    return _WHITESPACE.sub("", value)
+class _Phases:
+    """Wall-clock seconds per phase, for the load report."""
 
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
 
-def pre_audit(bundle: LoadBundle) -> list[str]:
-    """Check every fact against its status rule before anything is written; returns failures."""
-    instance = fields("coverage_instance", "instance_id", "coverage_name_raw", "coverage_code")
-    raw_names = {instance_id: (raw, code) for instance_id, raw, code in map(instance, bundle.rows["coverage_instance"])}
-    snippet = fields("evidence_ref", "evidence_id", "instance_id", "snippet", "page")
-    owner_of: dict[object, object] = {}
-    text_of: dict[object, str] = {}
-    for evidence_id, owner, snippet_text, _page in map(snippet, bundle.rows["evidence_ref"]):
-        owner_of[evidence_id], text_of[evidence_id] = owner, snippet_text
-    fact = fields("amount_fact", "instance_id", "status", "value_text", "source_doc_type", "source_priority",
-                  "evidence_id")
-    failures = []
-    for instance_id, status, value_text, source_doc_type, source_priority, evidence_id in map(fact, bundle.rows[
-        "amount_fact"
-    ]):
-        raw_name, code = raw_names.get(instance_id, ("?", None))
-        where = f"{raw_name} ({code or 'unmatched'})"
-        if status == "CONFIRMED":
-            if not value_text or not value_text.strip():
-                failures.append(f"{where}: CONFIRMED without value_text")
-            elif is_placeholder_amount(value_text):
-                failures.append(f"{where}: CONFIRMED value_text {value_text!r} is a placeholder, not an amount")
-            elif evidence_id not in owner_of:
-                failures.append(f"{where}: CONFIRMED without proposal evidence")
-            # The amount's evidence is a snippet of this coverage: compare() reads it with the instance's
-            # own snippets (one index probe), and an amount proven by another coverage's text proves nothing.
-            elif owner_of[evidence_id] != instance_id:
-                failures.append(f"{where}: its proposal evidence belongs to another coverage")
-            # The plain substring test first: when it holds, the whitespace-free one holds too, and it
-            # spares two regex passes per fact (seconds at a million facts).
-            elif value_text not in text_of[evidence_id] and _squash(value_text) not in _squash(text_of[evidence_id]):
-                failures.append(f"{where}: value_text {value_text!r} not found in its proposal snippet")
-            if source_doc_type != PROPOSAL:
-                failures.append(f"{where}: CONFIRMED amount sourced from {source_doc_type!r}, not {PROPOSAL}")
-        elif status == "UNCONFIRMED":
-            if value_text is not None or evidence_id is not None:
-                failures.append(f"{where}: UNCONFIRMED but carries an amount or evidence")
-        else:
-            failures.append(f"{where}: unknown status {status!r} (stored statuses: CONFIRMED, UNCONFIRMED)")
-        if source_priority == "PRIMARY" and source_doc_type != PROPOSAL:
-            failures.append(f"{where}: PRIMARY source must be {PROPOSAL}")
-    for evidence_id, _owner, snippet_text, page in map(snippet, bundle.rows["evidence_ref"]):
-        if not str(snippet_text).strip():
-            failures.append(f"evidence {evidence_id}: empty snippet")
-        if page is not None and page <= 0:
-            failures.append(f"evidence {evidence_id}: page {page} is not positive")
-    return failures
-
-
-_POST_AUDIT_SQL = text(
-    """
-    SELECT ci.coverage_name_raw, af.value_text,
-           CASE WHEN e.instance_id <> af.instance_id THEN 'its proposal evidence belongs to another coverage'
-                ELSE 'not in its proposal snippet' END
-    FROM amount_fact af
-    JOIN coverage_instance ci ON ci.instance_id = af.instance_id
-    LEFT JOIN evidence_ref e ON e.evidence_id = af.evidence_id
-    WHERE af.status = 'CONFIRMED'
-      AND (e.snippet IS NULL
-           OR e.instance_id <> af.instance_id
-           -- plain strpos first: when it finds the value the whitespace-free test would too (cheap filter)
-           OR (strpos(e.snippet, af.value_text) = 0
-               AND strpos(regexp_replace(e.snippet, '\\s', '', 'g'), regexp_replace(af.value_text, '\\s', '', 'g')) = 0))
-    """
-)
-
-
-# --- bulk path --------------------------------------------------------------------------------
-# The load only ever writes an empty database, inside one transaction. Maintaining every primary key,
-# unique key, foreign key and secondary index row by row while COPY runs (random uuid keys, one
-# foreign-key probe per row, an HNSW insert per alias) made a million facts take ~10 minutes on two
-# cores. So the keys and indexes of the tables about to be copied are dropped inside the load's
-# transaction and recreated right after COPY: sorted index builds and one validating join per foreign
-# key. The end state is the same schema, every constraint is still checked against every row before
-# anything commits, a violation still fails the load (AuditFailed), and a failed load rolls the DDL
-# back with the rows. CHECK and NOT NULL constraints and the lock triggers stay in place throughout.
-_DEFERRED_SQL = text(
-    """
-    WITH copied AS (SELECT to_regclass(name) AS oid FROM unnest(CAST(:tables AS text[])) AS name)
-    SELECT step, drop_sql, create_sql FROM (
-        -- foreign keys on the copied tables, or pointing into them (they depend on the keys below)
-        SELECT 1 AS step, c.conname AS name,
-               format('ALTER TABLE %s DROP CONSTRAINT %I', c.conrelid::regclass, c.conname) AS drop_sql,
-               format('ALTER TABLE %s ADD CONSTRAINT %I %s', c.conrelid::regclass, c.conname,
-                      pg_get_constraintdef(c.oid)) AS create_sql
-        FROM pg_constraint c
-        WHERE c.contype = 'f' AND (c.conrelid IN (SELECT oid FROM copied) OR c.confrelid IN (SELECT oid FROM copied))
-        UNION ALL
-        -- primary and unique keys of the copied tables
-        SELECT 2, c.conname,
-               format('ALTER TABLE %s DROP CONSTRAINT %I', c.conrelid::regclass, c.conname),
-               format('ALTER TABLE %s ADD CONSTRAINT %I %s', c.conrelid::regclass, c.conname, pg_get_constraintdef(c.oid))
-        FROM pg_constraint c
-        WHERE c.contype IN ('p', 'u') AND c.conrelid IN (SELECT oid FROM copied)
-        UNION ALL
-        -- every other index of the copied tables (btree, HNSW, ...)
-        SELECT 3, ic.relname, format('DROP INDEX %s', i.indexrelid::regclass), pg_get_indexdef(i.indexrelid)
-        FROM pg_index i JOIN pg_class ic ON ic.oid = i.indexrelid
-        WHERE i.indrelid IN (SELECT oid FROM copied)
-          AND NOT EXISTS (SELECT 1 FROM pg_constraint k WHERE k.conindid = i.indexrelid AND k.contype IN ('p', 'u', 'x'))
-    ) AS deferred
-    ORDER BY step, name
-    """
-)
-
-
-def _defer_keys_and_indexes(conn: Connection, tables: list[str]) -> list[tuple[int, str]]:
-    """Drop the keys and indexes of `tables` (in this transaction); returns how to recreate them."""
-    deferred = conn.execute(_DEFERRED_SQL, {"tables": tables}).all()
-    raw = conn.connection.driver_connection
-    for _step, drop_sql, _create_sql in deferred:
-        raw.execute(drop_sql)  # generated by the catalog query above (format with %I), never input
-    return [(step, create_sql) for step, _drop_sql, create_sql in deferred]
+    @contextmanager
+    def __call__(self, name: str) -> Iterator[None]:
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[name] = round(self.seconds.get(name, 0.0) + time.perf_counter() - started, 3)
 
 
 def _truncate_if_empty(conn: Connection, tables: list[str]) -> bool:
@@ -176,60 +76,32 @@ def _truncate_if_empty(conn: Connection, tables: list[str]) -> bool:
     return True
 
 
-def _rebuild(conn: Connection, deferred: list[tuple[int, str]]) -> None:
-    """Keys first (foreign keys need them), then the other indexes, then the foreign keys."""
-    raw = conn.connection.driver_connection
-    # Sorts and HNSW graphs are built in memory when they fit, and the joins that validate the foreign
-    # keys, the post-audit and the fingerprint hash in memory; both settings end with the transaction.
+def _work_memory(raw: psycopg.Connection) -> None:
+    """Sorts and HNSW graphs are built in memory when they fit, and the joins of the evidence audit, the
+    foreign-key validations and the fingerprint hash in memory; both settings end with the transaction."""
     raw.execute("SET LOCAL maintenance_work_mem = '512MB'")
     raw.execute("SET LOCAL work_mem = '128MB'")
-    for _step, create_sql in sorted(deferred, key=lambda item: {2: 0, 3: 1, 1: 2}[item[0]]):
-        raw.execute(create_sql)
 
 
-# Binary COPY spares the server the text parsing of every field and psycopg the text escaping: about
-# 1.8x the rows per second for evidence_ref (400 k rows: 4.3 s -> 2.4 s on two cores). Only for tables
-# whose columns all have one of these types and whose first row holds the matching Python types (what
-# core.ops.dataset produces); jsonb and vector columns arrive as text, so their tables are copied as text.
-_BINARY_COPY_TYPES: dict[str, type | tuple[type, ...]] = {"uuid": uuid.UUID, "text": str, "int4": int, "int2": int,
-                                                          "date": date}
-
-
-def _binary_types(raw: psycopg.Connection, table: str, rows: list[tuple[object, ...]]) -> list[int] | None:
-    """The column type oids for a binary COPY of `rows` into `table`, or None to copy as text."""
-    found = raw.execute(
-        "SELECT a.atttypid::int, t.typname FROM unnest(%s::text[]) WITH ORDINALITY AS c(name, position) "
-        "JOIN pg_attribute a ON a.attrelid = to_regclass(%s) AND a.attname = c.name "
-        "JOIN pg_type t ON t.oid = a.atttypid ORDER BY c.position",
-        (list(COLUMNS[table]), table),
-    ).fetchall()
-    if not rows or len(found) != len(COLUMNS[table]):
-        return None
-    for (_oid, type_name), value in zip(found, rows[0], strict=True):
-        expected = _BINARY_COPY_TYPES.get(type_name)
-        if expected is None or (value is not None and not isinstance(value, expected)):
-            return None
-    return [oid for oid, _type_name in found]
-
-
-def _copy(conn: Connection, bundle: LoadBundle, progress: Progress | None, freeze: bool = False) -> None:
+def _copy(conn: Connection, bundle: LoadBundle, audit: StreamAudit, progress: Progress | None,
+          freeze: bool = False) -> dict[str, int]:
+    """COPY the bundle's batches as they come (one COPY statement per batch, each checked by `audit` on
+    its way); returns the rows written per table. Memory: one batch at a time."""
     raw = conn.connection.driver_connection
     assert isinstance(raw, psycopg.Connection)
-    with raw.cursor() as cursor:
-        for table in TABLE_ORDER:
-            rows = bundle.rows[table]
-            columns = ", ".join(COLUMNS[table])  # constants from core.ops.dataset, never input
-            types = _binary_types(raw, table, rows)
-            options = ", ".join([*(["FORMAT binary"] if types else []), *(["FREEZE"] if freeze else [])])
-            with cursor.copy(f"COPY {table} ({columns}) FROM STDIN" + (f" WITH ({options})" if options else "")) as copy:
-                if types:
-                    copy.set_types(types)
-                for written, row in enumerate(rows, start=1):
-                    copy.write_row(row)
-                    if progress is not None and written % 50_000 == 0:
-                        progress(table, written, len(rows))
-            if progress is not None:
-                progress(table, len(rows), len(rows))
+    written = dict.fromkeys(TABLE_ORDER, 0)
+    types_of: dict[str, list[int] | None] = {}  # decided on each table's first batch, as for one COPY
+    for table, batch in bundle.batches():
+        rows = audit.admit(table, batch)
+        if not rows:
+            continue
+        if table not in types_of:
+            types_of[table] = bulk.binary_types(raw, table, COLUMNS[table], rows[0])
+        bulk.copy_rows(raw, table, COLUMNS[table], rows, types_of[table], freeze)
+        written[table] += len(rows)
+        if progress is not None:
+            progress(table, written[table], bundle.expected_counts.get(table, 0))
+    return written
 
 
 #: schema 006's materialized views, in refresh order (insurer_status_count is built from catalog_raw_name)
@@ -286,11 +158,13 @@ def open_audited(conn: Connection) -> None:
 
 
 def load_bundle(bundle: LoadBundle, engine: Engine, progress: Progress | None = None) -> LoadResult:
-    """Write `bundle` in one audited transaction, unless the database is already loaded."""
-    failures = pre_audit(bundle)
-    if failures:
-        raise AuditFailed(f"audit failed for {len(failures)} row(s); nothing was loaded: " + "; ".join(failures[:5]),
-                          failures)
+    """Write `bundle` in one audited transaction, unless the database is already loaded.
+
+    The bundle is read once, batch by batch (a streamed market never sits in memory): each row is
+    checked on its way to COPY, the checks that need two tables run in SQL right after, and any failure
+    rolls everything back (AuditFailed, nothing loaded), as it always did.
+    """
+    phase = _Phases()
     url = engine.url
     with db.translate_errors(url):
         with engine.begin() as conn:
@@ -303,20 +177,33 @@ def load_bundle(bundle: LoadBundle, engine: Engine, progress: Progress | None = 
                 return LoadResult(False, "already loaded and locked; nothing changed", existing.audit_run_id,
                                   existing.fingerprint, live_counts(conn))
             open_audited(conn)
+            raw = conn.connection.driver_connection
+            assert isinstance(raw, psycopg.Connection)
+            audit = StreamAudit()
             try:
-                copied = [table for table in TABLE_ORDER if bundle.rows.get(table)]
-                deferred = _defer_keys_and_indexes(conn, copied)
-                _copy(conn, bundle, progress, freeze=_truncate_if_empty(conn, copied))
-                _rebuild(conn, deferred)
+                deferred = bulk.defer_keys_and_indexes(conn, list(TABLE_ORDER))
+                freeze = _truncate_if_empty(conn, list(TABLE_ORDER))
+                _work_memory(raw)
+                with phase("copy (generate/read, pre-audit per row)"):
+                    _copy(conn, bundle, audit, progress, freeze=freeze)
+                with phase("audit proposal evidence (SQL)"):
+                    failures, mismatches = audit.finish(raw)
+                if failures:
+                    raise AuditFailed(f"audit failed for {len(failures)} row(s); nothing was loaded: "
+                                      + "; ".join(failures[:5]), failures)
+                with phase("rebuild keys and indexes"):
+                    bulk.rebuild(conn, deferred)
             except psycopg.errors.IntegrityError as error:
                 raise AuditFailed(f"the database refused a row ({error.diag.constraint_name or error.sqlstate}: "
                                   f"{error.diag.message_primary}); nothing was loaded", [str(error)]) from None
-            mismatches = [f"{name}: {value!r} {reason}" for name, value, reason in conn.execute(_POST_AUDIT_SQL)]
             # Derived from the rows just written, by the same functions as `python -m core upgrade`:
             # condition slots, then evidence findings.
-            condition_counts = conditions_load.derive_and_audit(conn)
-            findings_load.load_step(conn)
-            counts = live_counts(conn) | condition_counts
+            with phase("condition slots"):
+                condition_counts = conditions_load.derive_and_audit(conn)
+            with phase("evidence findings"):
+                findings_load.load_step(conn)
+            with phase("counts"):
+                counts = live_counts(conn) | condition_counts
             counts["audit_runs"] += 2  # the two runs written below
             # The load records its lock (schema 008): saying so in its audit means a deleted record reads as
             # BROKEN, never as a database loaded before the record existed.
@@ -326,19 +213,25 @@ def load_bundle(bundle: LoadBundle, engine: Engine, progress: Progress | None = 
             if mismatches or wrong_counts:
                 raise AuditFailed("audit failed; nothing was loaded: " + "; ".join((mismatches + wrong_counts)[:5]),
                                   mismatches + wrong_counts)
-            _refresh_summaries(conn)
-            _refresh_search_vectors(conn)
-            fingerprint = conn.execute(text("SELECT inca_amount_fact_fingerprint()")).scalar_one()
-            audit_run_id = _record_audit(conn, bundle, counts, fingerprint)
+            with phase("summaries and search vectors"):
+                _refresh_summaries(conn)
+                _refresh_search_vectors(conn)
+            with phase("fingerprint"):
+                fingerprint = conn.execute(text("SELECT inca_amount_fact_fingerprint()")).scalar_one()
+            audit_run_id = _record_audit(conn, bundle, audit.insurer_keys, counts, fingerprint)
             # Last: every locked relation's digest and witness, over exactly what commits (schema 008).
-            lock_record.record_lock(conn, audit_run_id, audit_run_id)
-    with db.translate_errors(url), engine.connect() as conn:
+            with phase("lock record"):
+                lock_record.record_lock(conn, audit_run_id, audit_run_id)
+            committing = time.perf_counter()
+        phase.seconds["commit"] = round(time.perf_counter() - committing, 3)
+    with phase("analyze"), db.translate_errors(url), engine.connect() as conn:
         conn.execution_options(isolation_level="AUTOCOMMIT").execute(text("ANALYZE"))
     return LoadResult(True, f"loaded {counts['amount_fact']} amount facts; audit PASS; lock recorded",
-                      audit_run_id, fingerprint, counts)
+                      audit_run_id, fingerprint, counts, phase.seconds)
 
 
-def _record_audit(conn: Connection, bundle: LoadBundle, counts: dict[str, int], fingerprint: str) -> str:
+def _record_audit(conn: Connection, bundle: LoadBundle, insurer_keys: list[str], counts: dict[str, int],
+                  fingerprint: str) -> str:
     lineage = bundle.lineage
     original_id = conn.execute(
         text(
@@ -367,7 +260,7 @@ def _record_audit(conn: Connection, bundle: LoadBundle, counts: dict[str, int], 
             ),
             {"name": LOAD_AUDIT_NAME, "tag": lineage["freeze_tag"], "commit": lineage["git_commit"],
              "generated": datetime.now(UTC), "rows": counts["amount_fact"],
-             "insurers": list(map(fields("insurer", "insurer_key"), bundle.rows["insurer"])), "counts": json.dumps(counts),
+             "insurers": insurer_keys, "counts": json.dumps(counts),
              "fingerprint": fingerprint, "dataset": bundle.dataset_sha256, "based_on": original_id},
         ).scalar_one()
     )
