@@ -1,0 +1,194 @@
+"""The streamed load (issue 16): a bundle read batch by batch loads exactly what the held bundle loads,
+a bad row anywhere in a stream is refused with nothing loaded, and the load holds one batch at a time.
+The condition-slot prefilter changes no row: proved here on the real dataset and the tiny market."""
+
+from __future__ import annotations
+
+import gc
+import weakref
+from collections import defaultdict
+from collections.abc import Iterator
+from typing import Any
+
+import psycopg
+import pytest
+
+from bench import market
+from core import db, lock
+from core.conditions import SLOTS, SourceText, extract_conditions
+from core.conditions.rules import find_phrases
+from core.errors import AuditFailed
+from core.ops import conditions_load, dataset, loader
+from core.ops.dataset import TABLE_ORDER, Batch, LoadBundle
+from core.status import collect
+from tests import dataset_facts
+from tests.conftest import Database
+from tests.test_store import DATASET, admin_conn, assert_empty
+
+
+class _Batch(list):  # a list that a weak reference can watch
+    pass
+
+
+def _streamed(held: LoadBundle, size: int, watch: list[weakref.ref[Any]] | None = None) -> LoadBundle:
+    """The held bundle's rows as a stream of small batches, the three big tables interleaved (as the
+    market streams them): many COPY statements per table, facts arriving before all snippets are in."""
+    def batches() -> Iterator[Batch]:
+        big = ("coverage_instance", "evidence_ref", "amount_fact")
+        for table in TABLE_ORDER:
+            if table not in big:
+                yield from _chunks(table, held.rows[table], size, watch)
+        turns = [_chunks(table, held.rows[table], size, watch) for table in big]  # lazily, one batch each in turn
+        while turns:
+            for chunks in list(turns):
+                for batch in chunks:
+                    yield batch
+                    break
+                else:
+                    turns.remove(chunks)
+
+    return LoadBundle(mapping=held.mapping, lineage=held.lineage, expected_counts=held.expected_counts,
+                      dataset_sha256=held.dataset_sha256, stream=batches)
+
+
+def _chunks(table: str, rows: list[Any], size: int, watch: list[weakref.ref[Any]] | None) -> Iterator[Batch]:
+    for start in range(0, len(rows), size):
+        yield table, _watched(_Batch(rows[start:start + size]), watch)  # no local keeps a batch alive here
+
+
+def _watched(batch: _Batch, watch: list[weakref.ref[Any]] | None) -> _Batch:
+    if watch is not None:
+        watch.append(weakref.ref(batch))
+    return batch
+
+
+def _content(database: Database) -> dict[str, Any]:
+    """What a load wrote, without its random ids: fingerprint, counts, condition rows by natural key."""
+    with admin_conn(database) as conn:
+        run = conn.execute("SELECT fingerprint, counts FROM audit_runs WHERE kind = 'load'").fetchone()
+        slots = conn.execute(
+            "SELECT i.insurer_key, ci.coverage_name_raw, cs.slot, cs.status FROM condition_slot cs "
+            "JOIN coverage_instance ci USING (instance_id) JOIN insurer i USING (insurer_id) ORDER BY 1, 2, 3").fetchall()
+        phrases = conn.execute(
+            "SELECT i.insurer_key, ci.coverage_name_raw, cp.slot, cp.ordinal, cp.source_kind, cp.doc_type, cp.page, "
+            "cp.start_pos, cp.end_pos, cp.phrase, e.snippet FROM condition_phrase cp "
+            "JOIN coverage_instance ci USING (instance_id) JOIN insurer i USING (insurer_id) "
+            "LEFT JOIN evidence_ref e ON e.evidence_id = cp.evidence_id ORDER BY 1, 2, 3, 4").fetchall()
+        findings = conn.execute("SELECT ci.coverage_name_raw, f.kind, f.value_text, f.context FROM evidence_finding f "
+                                "JOIN coverage_instance ci USING (instance_id) ORDER BY 1, 2").fetchall()
+        relations = conn.execute("SELECT relname, row_count FROM lock_record ORDER BY 1").fetchall()
+    return {"fingerprint": run[0], "counts": run[1], "slots": slots, "phrases": phrases, "findings": findings,
+            "relations": relations}
+
+
+def test_a_streamed_real_dataset_loads_what_the_held_one_loads(loaded_db_session: Database, fresh_db: Database) -> None:
+    result = loader.load_bundle(_streamed(dataset.read_bundle(DATASET), 7), db.admin_engine())
+    assert result.changed and "audit PASS" in result.message
+    streamed, held = _content(fresh_db), _content(loaded_db_session)
+    assert streamed == held
+    cards = dataset_facts.cards()
+    assert result.counts["amount_fact"] == len(cards)
+    assert result.counts["amount_fact_confirmed"] == sum(1 for card in cards if card.status == "CONFIRMED")
+    report = collect(fresh=True, include_backups=False)
+    assert report.ok and report.lock_state == lock.INTACT
+    assert set(result.phases) >= {"copy (generate/read, pre-audit per row)", "fingerprint", "lock record"}
+
+
+def _corrupt(bundle: LoadBundle) -> None:
+    """Bad rows early, in the middle and in the last batch, of every kind the pre-audit refuses."""
+    facts, evidence = bundle.rows["amount_fact"], bundle.rows["evidence_ref"]
+    confirmed = [i for i, row in enumerate(facts) if row[2] == "CONFIRMED"]
+    unconfirmed = [i for i, row in enumerate(facts) if row[2] == "UNCONFIRMED"]
+    by_id = {row[0]: i for i, row in enumerate(evidence)}
+
+    def change(rows: list[Any], index: int, **values: Any) -> None:
+        table = "amount_fact" if rows is facts else "evidence_ref"
+        row = list(rows[index])
+        for name, value in values.items():
+            row[dataset.COLUMNS[table].index(name)] = value
+        rows[index] = tuple(row)
+
+    change(facts, confirmed[0], value_text="7,777만원")  # written, refused by the SQL pass (not in its snippet)
+    change(facts, confirmed[len(confirmed) // 2], source_doc_type="약관")  # held back, its snippet looked up
+    change(facts, confirmed[3], evidence_id=facts[confirmed[4]][6])  # another coverage's snippet
+    change(facts, confirmed[5], value_text="확인 불가")  # a placeholder
+    change(evidence, by_id[facts[confirmed[6]][6]], page=0)  # a held-back snippet, its fact still checked
+    change(facts, unconfirmed[-1], value_text="1천만원")  # the last batch
+    change(facts, confirmed[-1], status="MAYBE")
+
+
+def test_a_bad_row_anywhere_in_a_stream_is_refused_with_nothing_loaded(fresh_db: Database) -> None:
+    held = dataset.read_bundle(DATASET)
+    _corrupt(held)
+    expected = loader.pre_audit(held)  # the same rules over the held rows, without a database
+    for reason in ("not found in its proposal snippet", "belongs to another coverage", "sourced from '약관'",
+                   "is a placeholder", "page 0 is not positive", "UNCONFIRMED but carries", "unknown status 'MAYBE'"):
+        assert sum(reason in failure for failure in expected) == 1, reason
+    with pytest.raises(AuditFailed) as refused:
+        loader.load_bundle(_streamed(held, 11), db.admin_engine())
+    assert refused.value.failures == expected  # the same failures, in the same order
+    assert str(refused.value).startswith(f"audit failed for {len(expected)} row(s); nothing was loaded: ")
+    assert_empty(fresh_db)
+
+
+def test_the_load_holds_one_batch_at_a_time(server: Any, fresh_db: Database) -> None:
+    watch: list[weakref.ref[Any]] = []
+    alive: list[int] = []
+    tiny = market.generate("tiny", seed=8, progress=False).in_memory()
+    stream = _streamed(tiny, 200, watch)
+    source = stream.stream
+    assert source is not None
+
+    def counted() -> Iterator[Batch]:
+        for batch in source():
+            gc.collect()
+            alive.append(sum(1 for ref in watch if ref() is not None))
+            yield batch
+
+    stream.stream = counted
+    result = loader.load_bundle(stream, db.admin_engine())
+    assert result.counts["amount_fact"] == len(tiny.rows["amount_fact"]) > 2_000
+    # the batch being handed over and the one the loader is done with: never the ones before
+    assert len(alive) > 50 and max(alive) <= 2, alive
+    with psycopg.connect(db.psycopg_conninfo(fresh_db.admin)) as conn:
+        sizes = [len(slots) for slots, _phrases in conditions_load.derive_batches(conn, batch_rows=100)]
+    assert sum(sizes) == 5 * len(tiny.rows["coverage_instance"]) and max(sizes) < 100 + len(SLOTS)
+
+
+# --- the condition-slot prefilter ------------------------------------------------------------------
+
+def _instances(bundle: LoadBundle) -> Iterator[tuple[str, list[conditions_load._Snippet]]]:
+    """Each instance's raw name and snippets in the load's order (doc type, ordinal, text: code points)."""
+    snippets: dict[Any, list[Any]] = defaultdict(list)
+    for row in bundle.table("evidence_ref"):
+        snippets[row[1]].append(row)
+    for row in bundle.table("coverage_instance"):
+        ordered = sorted(snippets[row[0]], key=lambda e: (e[3], e[8], e[5]))
+        yield row[5], [conditions_load._Snippet(e[0], e[3], e[4], e[5], e[8]) for e in ordered]
+
+
+def _rows(results: dict[str, Any], evidence_ids: list[Any]) -> list[tuple[Any, ...]]:
+    return [(slot, results[slot].status, [(evidence_ids[p.source_index], p.source_kind, p.doc_type, p.page, p.ordinal,
+                                           p.start, p.end, p.text) for p in results[slot].phrases]) for slot in SLOTS]
+
+
+@pytest.mark.parametrize("source", ["real", "tiny"])
+def test_the_prefilter_changes_no_condition_row(source: str) -> None:
+    bundle = dataset.read_bundle(DATASET) if source == "real" else market.generate("tiny", seed=8, progress=False)
+    skipped = 0
+    for raw_name, snippets in _instances(bundle):
+        everything = extract_conditions(raw_name, [SourceText("evidence", s.doc_type, s.page, s.ordinal, s.snippet)
+                                                   for s in snippets])
+        filtered, evidence_ids = conditions_load.conditions_of(raw_name, snippets)
+        assert _rows(filtered, evidence_ids) == _rows(everything, [None, *(s.evidence_id for s in snippets)]), raw_name
+        skipped += len(snippets) + 1 - len(evidence_ids)
+    assert skipped > 0  # the prefilter did drop texts
+
+
+@pytest.mark.parametrize("source", ["real", "tiny"])
+def test_a_text_the_prefilter_rules_out_holds_no_phrase(source: str) -> None:
+    bundle = dataset.read_bundle(DATASET) if source == "real" else market.generate("tiny", seed=8, progress=False)
+    texts = {row[5] for row in bundle.table("coverage_instance")} | {row[5] for row in bundle.table("evidence_ref")}
+    ruled_out = [text for text in texts if not conditions_load.may_hold_phrase(text)]
+    assert ruled_out and not [text for text in ruled_out if any(find_phrases(slot, text) for slot in SLOTS)]
+    assert all(conditions_load.may_hold_phrase(text) for text in ("90일 면책", "1년 50%", "최초 1회한", "갱신형", "만 15세부터"))
