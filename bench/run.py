@@ -424,8 +424,11 @@ def render(results: dict[str, Any]) -> str:
     for size, found in results["sizes"].items():
         load = found["load"]
         if "load_seconds" in load:
+            # a streamed market is generated inside the load (interleaved with COPY): its seconds are part of it
             note = (f"{load['rows']:,} rows, {load['facts']:,} facts: {load['rows_per_second']:,.0f} rows/s; "
-                    f"generate {load['generate_seconds']:.1f} s{' (earlier run)' if load.get('reused') else ''}")
+                    f"generate {load['generate_seconds']:.1f} s"
+                    + (f"; peak RSS {load['peak_rss_mb']:,.0f} MB" if load.get("peak_rss_mb") is not None else "")
+                    + (" (earlier run)" if load.get("reused") else ""))
             lines.append(_row("load (audited, bulk path)", size, {"n": 1, "min": load["load_seconds"] * 1000,
                                                                    "median": load["load_seconds"] * 1000,
                                                                    "p95": load["load_seconds"] * 1000,

@@ -8,6 +8,7 @@ loaded now and one loaded earlier and upgraded hold the same rows. A finding nev
 from __future__ import annotations
 
 import uuid
+from functools import lru_cache
 
 import psycopg
 from sqlalchemy import Connection, text
@@ -35,12 +36,15 @@ def compute(conn: Connection) -> list[FindingRow]:
     raw = conn.connection.driver_connection
     assert isinstance(raw, psycopg.Connection)
     found: list[FindingRow] = []
+    # check_fact is pure: the same (value, snippet, raw name) gives the same findings. A market repeats them
+    # (an insurer prints one row per coverage and value in many products), so recent ones are remembered.
+    checked = lru_cache(maxsize=100_000)(check_fact)
     # A server-side cursor: at market scale the snippets of every CONFIRMED fact do not fit in memory at once.
     with raw.cursor(name="inca_evidence_findings") as cursor:
         cursor.itersize = 5_000
         cursor.execute(_FACTS_SQL)
         for amount_id, instance_id, evidence_id, value_text, snippet, raw_name in cursor:
-            for finding in check_fact(value_text, snippet, raw_name):
+            for finding in checked(value_text, snippet, raw_name):
                 found.append((amount_id, instance_id, evidence_id, finding.kind, finding.value_text,
                               finding.context, finding.detail))
     return sorted(found, key=lambda row: (str(row[0]), row[3]))
