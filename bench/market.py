@@ -2,9 +2,10 @@
 
     python bench/market.py --size 1m|5m|tiny [--seed N] [--database NAME] [--replace] [--generate-only]
 
-Builds a `core.ops.dataset.LoadBundle` shaped like the real dataset, only bigger, and loads it with
+Streams a `core.ops.dataset.LoadBundle` shaped like the real dataset, only bigger (generated batch by
+batch while it is loaded: nothing is held, so memory does not grow with the size), into
 `core.ops.loader.load_bundle` (the same audited path as the real load: constraints, pre-audit, post-audit,
-fingerprint, lock) into a SEPARATE database: `inca_bench_<size>` on a bench-only embedded server in
+fingerprint, lock) in a SEPARATE database: `inca_bench_<size>` on a bench-only embedded server in
 `.inca-bench/` (or on INCA_BENCH_SERVER_URL). The project's own database is never touched: see
 `bench_database`, which refuses every name that does not start with `inca_bench`.
 
