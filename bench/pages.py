@@ -18,6 +18,7 @@ Against the bench database of the size (bench/market.py's bench server, never th
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import random
@@ -36,6 +37,7 @@ if str(PROJECT_ROOT) not in sys.path:  # run as a script: make `core`, `bench` a
 #: the issue's bound on what one rerun of any page may send at 5 M facts
 PAGE_BUDGET_BYTES = 500_000
 WAIT_MS = 180_000
+URL_WAIT_MS = 30_000
 #: a rerun is over when the script finished and no frame arrived for this long
 SETTLE_S = 0.6
 # UTF-8 bytes of the HTML inside st.html and markdown elements (what the page shows, tables included)
@@ -79,6 +81,7 @@ def _settle(page: Any, frames: Frames, before: int) -> None:
 
 
 def _measure(page: Any, frames: Frames, action: Callable[[], None]) -> dict[str, int]:
+    page.wait_for_timeout(SETTLE_S * 1000)  # the previous run's last frames are counted where they belong
     before = frames.received
     action()
     _settle(page, frames, before)
@@ -92,8 +95,22 @@ def _open(page: Any, url: str, selector: str) -> Callable[[], None]:
     return action
 
 
-def _click(page: Any, role_name: str) -> Callable[[], None]:
-    return lambda: page.get_by_role("button", name=role_name).first.click()
+def _click(page: Any, role_name: str, shown: str | None = None) -> Callable[[], None]:
+    """Click a button; with `shown`, the rerun is done once that selector is in the page."""
+    def action() -> None:
+        page.get_by_role("button", name=role_name).first.click()
+        if shown:
+            page.wait_for_selector(shown, timeout=WAIT_MS)
+    return action
+
+
+def _wait_for_url(page: Any, pattern: str) -> None:
+    """The rerun wrote its view into the URL; a page without URL state (--project before issue 16) does
+    not, and is then measured by the settle alone."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    with contextlib.suppress(PlaywrightTimeout):
+        page.wait_for_url(pattern, timeout=URL_WAIT_MS)
 
 
 def _search(page: Any, text: str) -> Callable[[], None]:
@@ -101,11 +118,15 @@ def _search(page: Any, text: str) -> Callable[[], None]:
         box = page.get_by_label("검색", exact=True)
         box.fill(text)
         box.press("Enter")
+        _wait_for_url(page, "**q=**")  # the page wrote the search into the URL: it ran
     return action
 
 
 def _next_page(page: Any) -> Callable[[], None]:
-    return lambda: page.locator('[data-testid="stNumberInputStepUp"]').first.click()
+    def action() -> None:
+        page.locator('[data-testid="stNumberInputStepUp"]').first.click()
+        _wait_for_url(page, "**page=2**")
+    return action
 
 
 def _selection_url(seed: int) -> str:
@@ -129,9 +150,9 @@ def browser_pages(project: Path, seed: int = 8) -> dict[str, Any]:
         return {"notes": [f"{CHROMIUM} missing: browser page sizes skipped"]}
     plan: list[tuple[str, str, str, list[tuple[str, Callable[[Any], Callable[[], None]]]]]] = [
         ("compare (default view)", "/", "table.inca-compare",
-         [("open one coverage's 원문", lambda page: _click(page, "근거자료 (원문) 보기"))]),
+         [("open one coverage's 원문", lambda page: _click(page, "근거자료 (원문) 보기", ".inca-ev pre"))]),
         ("compare (10 x 50 by URL)", _selection_url(seed), "table.inca-compare",
-         [("open one coverage's 원문", lambda page: _click(page, "근거자료 (원문) 보기"))]),
+         [("open one coverage's 원문", lambda page: _click(page, "근거자료 (원문) 보기", ".inca-ev pre"))]),
         ("catalog", "/catalog", "table.inca-catalog",
          [("search 암", lambda page: _search(page, "암")), ("next page", _next_page)]),
         ("status", "/status", ".inca-badge", [("지금 다시 검증", lambda page: _click(page, "지금 다시 검증"))]),
