@@ -22,6 +22,7 @@ import contextlib
 import json
 import os
 import random
+import re
 import subprocess
 import sys
 import time
@@ -40,17 +41,33 @@ WAIT_MS = 180_000
 URL_WAIT_MS = 30_000
 #: a rerun is over when the script finished and no frame arrived for this long
 SETTLE_S = 0.6
-# UTF-8 bytes of the HTML inside st.html and markdown elements (what the page shows, tables included)
-HTML_BYTES_JS = """
+# UTF-8 bytes of the HTML inside each st.html and markdown element (what the page shows, tables
+# included), with the start of its markup (to tell the parts apart)
+HTML_PARTS_JS = """
 () => {
   const encoder = new TextEncoder();
-  let total = 0;
-  for (const element of document.querySelectorAll('[data-testid="stHtml"], [data-testid="stMarkdownContainer"]')) {
-    total += encoder.encode(element.innerHTML).length;
-  }
-  return total;
+  return Array.from(document.querySelectorAll('[data-testid="stHtml"], [data-testid="stMarkdownContainer"]'),
+                    (element) => [element.innerHTML.slice(0, 300), encoder.encode(element.innerHTML).length]);
 }
 """
+_PART = re.compile(r'class="([^"]*)"')
+_LAYOUT_CLASSES = {"inca-wrap", "inca-table", "inca-fixed"}
+
+
+def _part(markup: str) -> str:
+    """Which part of a page an element is: its first inca-* class that is not layout (else markdown/html)."""
+    for classes in _PART.findall(markup):
+        for name in classes.split():
+            if name.startswith("inca-") and name not in _LAYOUT_CLASSES:
+                return name
+    return "style" if markup.lstrip().startswith("<style") else "markdown and other html"
+
+
+def html_parts(page: Any) -> dict[str, int]:
+    parts: dict[str, int] = {}
+    for markup, size in page.evaluate(HTML_PARTS_JS):
+        parts[_part(markup)] = parts.get(_part(markup), 0) + int(size)
+    return dict(sorted(parts.items(), key=lambda item: -item[1]))
 
 
 class Frames:
@@ -85,7 +102,8 @@ def _measure(page: Any, frames: Frames, action: Callable[[], None]) -> dict[str,
     before = frames.received
     action()
     _settle(page, frames, before)
-    return {"websocket_bytes": frames.received - before, "html_bytes": int(page.evaluate(HTML_BYTES_JS))}
+    parts = html_parts(page)
+    return {"websocket_bytes": frames.received - before, "html_bytes": sum(parts.values()), "html_parts": parts}
 
 
 def _open(page: Any, url: str, selector: str) -> Callable[[], None]:
@@ -265,14 +283,15 @@ def render_rows(size: str, found: dict[str, Any]) -> list[str]:
         for step, sizes in measured.items():
             sent = sizes["websocket_bytes"]
             verdict = "within" if sent <= PAGE_BUDGET_BYTES else "OVER"
-            lines.append(f"| {page} | {size} | {step} | {sent:,} | {sizes['html_bytes']:,} | {verdict} |")
+            largest = ", ".join(f"{part} {count:,}" for part, count in list(sizes.get("html_parts", {}).items())[:3])
+            lines.append(f"| {page} | {size} | {step} | {sent:,} | {sizes['html_bytes']:,} | {verdict} | {largest} |")
     for note in found.get("browser", {}).get("notes", []):
-        lines.append(f"| note | {size} | {note} | | | |")
+        lines.append(f"| note | {size} | {note} | | | | |")
     return lines
 
 
-TABLE_HEAD = ["| page | size | step | websocket bytes received | HTML bytes shown | 500 KB budget |",
-              "| --- | --- | --- | ---: | ---: | --- |"]
+TABLE_HEAD = ["| page | size | step | websocket bytes received | HTML bytes shown | 500 KB budget | largest parts (HTML bytes) |",
+              "| --- | --- | --- | ---: | ---: | --- | --- |"]
 
 
 def measure(reruns: int, seed: int, project: Path = PROJECT_ROOT, browser: bool = True) -> dict[str, Any]:
@@ -308,7 +327,7 @@ def main(argv: list[str] | None = None) -> int:
     lines = [*TABLE_HEAD, *render_rows(args.size, found)]
     for name, stats in found.get("apptest", {}).items():
         lines.append(f"| {name} | {args.size} | AppTest median {stats['median']:.1f} ms (n {int(stats['n'])}, "
-                     f"p95 {stats['p95']:.1f}) | | | |")
+                     f"p95 {stats['p95']:.1f}) | | | | |")
     print("\n".join(lines))
     if args.json:
         args.json.write_text(json.dumps(found, ensure_ascii=False, indent=2, default=str), encoding="utf-8")
