@@ -7,9 +7,12 @@ Against the bench database of the size (bench/market.py's bench server, never th
 1. browser: the real `streamlit run dashboard/app.py` (from --project: another checkout, to measure
    "before") and Debian's chromium through Playwright. Per page (compare with its default view and with
    a seeded 10 x 50 selection in the URL, catalog, status): the websocket bytes the browser received for
-   the first view (a new session) and for one interaction's rerun, and the UTF-8 size of the HTML in the
-   page's st.html / markdown elements after each. Interactions: compare opens one coverage's 원문,
-   catalog types a search and then goes to page 2, status presses 지금 다시 검증.
+   the first view (a new session) and for one interaction's rerun (a run ends with Streamlit's
+   `script_finished` message), and the UTF-8 size of the HTML in the page's st.html / markdown elements
+   after each, by part (the table class). Streamlit sends a large message the browser already holds as
+   a reference (`ref_hash`), so a rerun that repeats a table costs less on the wire than its HTML.
+   Interactions: compare opens one coverage's 원문, catalog types a search and then goes to page 2,
+   status presses 지금 다시 검증.
 2. AppTest (in-process, the same code): rerun medians of the catalog page (a search typed, then the
    page number) and of the status page (a plain rerun), what `bench/run.py` reports next to the compare
    page's.
@@ -71,39 +74,55 @@ def html_parts(page: Any) -> dict[str, int]:
 
 
 class Frames:
-    """Bytes of every websocket frame the page received, counted as they arrive."""
+    """Every websocket frame the page received, counted as it arrives and read as Streamlit's ForwardMsg:
+    a run ends with its `script_finished` message, so each rerun's bytes are counted exactly. Streamlit
+    sends a large message the browser already holds as a `ref_hash` only; those are counted apart."""
 
     def __init__(self) -> None:
+        from streamlit.proto.ForwardMsg_pb2 import ForwardMsg
+
+        self._message = ForwardMsg
         self.received = 0
-        self.frames = 0
+        self.finished = 0
+        self.references = 0
         self.last_at = time.monotonic()
 
     def attach(self, page: Any) -> None:
         page.on("websocket", lambda socket: socket.on("framereceived", self._count))
 
     def _count(self, payload: str | bytes) -> None:
-        self.received += len(payload.encode() if isinstance(payload, str) else payload)
-        self.frames += 1
+        data = payload.encode() if isinstance(payload, str) else payload
+        self.received += len(data)
         self.last_at = time.monotonic()
+        message = self._message()
+        try:
+            message.ParseFromString(data)
+        except Exception:  # not a ForwardMsg (another version's framing): bytes still counted
+            return
+        kind = message.WhichOneof("type")
+        if kind == "ref_hash":
+            self.references += 1
+        elif kind == "script_finished" and message.script_finished != message.FINISHED_EARLY_FOR_RERUN:
+            self.finished += 1
 
 
-def _settle(page: Any, frames: Frames, before: int) -> None:
-    """Wait until the rerun started (bytes arrived), the script finished and no frame came for SETTLE_S."""
+def _settle(page: Any, frames: Frames, finished: int) -> None:
+    """Wait until a run finished after `finished` runs, then until no frame came for SETTLE_S."""
     deadline = time.monotonic() + WAIT_MS / 1000
-    while frames.received == before and time.monotonic() < deadline:
+    while frames.finished == finished and time.monotonic() < deadline:
         page.wait_for_timeout(50)
-    page.wait_for_selector('[data-testid="stStatusWidget"]', state="detached", timeout=WAIT_MS)
     while time.monotonic() - frames.last_at < SETTLE_S:
         page.wait_for_timeout(100)
 
 
-def _measure(page: Any, frames: Frames, action: Callable[[], None]) -> dict[str, int]:
-    page.wait_for_timeout(SETTLE_S * 1000)  # the previous run's last frames are counted where they belong
-    before = frames.received
+def _measure(page: Any, frames: Frames, action: Callable[[], None]) -> dict[str, Any]:
+    before, finished, references = frames.received, frames.finished, frames.references
     action()
-    _settle(page, frames, before)
+    _settle(page, frames, finished)
     parts = html_parts(page)
-    return {"websocket_bytes": frames.received - before, "html_bytes": sum(parts.values()), "html_parts": parts}
+    return {"websocket_bytes": frames.received - before, "runs": frames.finished - finished,
+            "cached_messages_by_reference": frames.references - references,
+            "html_bytes": sum(parts.values()), "html_parts": parts}
 
 
 def _open(page: Any, url: str, selector: str) -> Callable[[], None]:
@@ -324,7 +343,12 @@ def main(argv: list[str] | None = None) -> int:
     if not args.no_apptest:
         found["apptest"] = apptest_reruns(args.reruns)
     found["browser"] = browser_pages(args.project.resolve(), args.seed)
-    lines = [*TABLE_HEAD, *render_rows(args.size, found)]
+    from bench.run import noise_probe
+
+    found["noise"] = noise_probe()
+    found["load_average"] = [round(value, 2) for value in os.getloadavg()]
+    lines = [f"noise probe median {found['noise']['median']:.1f} ms (CV {found['noise']['cv_percent']:.1f} %), "
+             f"load average {found['load_average']}", "", *TABLE_HEAD, *render_rows(args.size, found)]
     for name, stats in found.get("apptest", {}).items():
         lines.append(f"| {name} | {args.size} | AppTest median {stats['median']:.1f} ms (n {int(stats['n'])}, "
                      f"p95 {stats['p95']:.1f}) | | | | |")

@@ -76,6 +76,9 @@ def _product_options(products: Sequence[catalog.Product]) -> list[str]:
         by_key = {product.key: product for product in products}
         start = dict.fromkeys(by_key[key].insurer_key for key in selected if key in by_key)
         st.session_state[INSURERS_KEY] = list(start)[:fit]
+    kept = st.session_state[INSURERS_KEY]
+    if len(kept) > fit or any(insurer not in by_insurer for insurer in kept):  # another database since
+        st.session_state[INSURERS_KEY] = [insurer for insurer in kept if insurer in by_insurer][:fit]
     insurers = st.multiselect(f"보험사 (상품 목록을 좁힙니다, {fit}곳까지)", list(by_insurer), key=INSURERS_KEY,
                               format_func=names.__getitem__, max_selections=fit, placeholder="보험사 선택")
     options = [product.key for insurer in insurers for product in by_insurer[insurer]]
