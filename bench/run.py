@@ -16,7 +16,9 @@ Per size, on the bench server (.inca-bench/, or INCA_BENCH_SERVER_URL), never th
    then a warm pass asking the same selections again, for compare cells only and with every snippet
    and for both floors (issue 16: one selection repeated 30 times never sees a cold one);
 4. in another fresh process: the dashboard's comparison page (streamlit AppTest) rerun after a
-   selection change, and that process's peak RSS.
+   selection change, and that process's peak RSS;
+5. in another fresh process (bench/pages.py): the catalog and status pages' AppTest reruns, and per
+   page the websocket bytes a real browser receives per rerun against the real `streamlit run`.
 Warm-up runs are not timed; compare and its floor alternate run by run so they share the machine's
 noise, which the table reports as the spread of a fixed CPU workload.
 
@@ -315,6 +317,19 @@ def restart_bench_server() -> str:
 
 # --- child: dashboard -------------------------------------------------------------------------------
 
+def pick_insurers_of(at: Any, product_keys: list[str]) -> None:
+    """Choose the insurers of `product_keys` in the compare page's insurer filter when it has one (more
+    products than INCA_PICKER_MAX_OPTIONS: the product picker then lists only those insurers' products)."""
+    from core import catalog
+
+    try:
+        widget = at.multiselect(key="sel_insurers")
+    except KeyError:
+        return
+    by_key = {product.key: product.insurer_key for product in catalog.products(product_keys)}
+    widget.set_value(list(dict.fromkeys(by_key[key] for key in product_keys)))
+
+
 def measure_dashboard(reruns: int, seed: int) -> dict[str, Any]:
     """AppTest of the comparison page: time of `at.run()` after the product selection changed.
 
@@ -341,7 +356,9 @@ def measure_dashboard(reruns: int, seed: int) -> dict[str, Any]:
     rss_after_first = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     changed: list[float] = []
     for _ in range(reruns):
-        at.multiselect(key="sel_products").set_value(rng.sample(keys, 3))
+        chosen = rng.sample(keys, 3)
+        pick_insurers_of(at, chosen)  # at market scale the picker lists the chosen insurers' products
+        at.multiselect(key="sel_products").set_value(chosen)
         changed.append(timed(at.run))
     if at.exception:
         raise SystemExit(f"dashboard raised: {[exception.value for exception in at.exception]}")
@@ -349,6 +366,15 @@ def measure_dashboard(reruns: int, seed: int) -> dict[str, Any]:
             "dashboard rerun after selection change": summary(changed),
             "dashboard peak RSS MB": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
             "dashboard RSS after first run MB": rss_after_first, "notes": []}
+
+
+# --- child: pages (issue 16) ---------------------------------------------------------------------------
+
+def measure_pages(reruns: int, seed: int) -> dict[str, Any]:
+    """bench/pages.py: the catalog and status pages' AppTest reruns, and what every page sends in a browser."""
+    from bench import pages
+
+    return pages.measure(reruns, seed)
 
 
 def child_main(args: argparse.Namespace) -> int:
@@ -359,6 +385,8 @@ def child_main(args: argparse.Namespace) -> int:
         result = measure_queries(args.runs, args.warmup, args.seed)
     elif args.child == "passes":
         result = measure_passes(args.selections, args.seed)
+    elif args.child == "pages":
+        result = measure_pages(args.reruns, args.seed)
     else:
         result = measure_dashboard(args.reruns, args.seed)
     Path(args.out).write_text(json.dumps(result, ensure_ascii=False, default=str), encoding="utf-8")
@@ -470,7 +498,22 @@ def render(results: dict[str, Any]) -> str:
             lines.append(_row(name, size, dashboard.get(name), note))
         for note in queries.get("notes", []) + passes.get("notes", []) + dashboard.get("notes", []):
             lines.append(f"| note | {size} | | | | | | {note} |")
+        lines += render_page_reruns(size, found.get("pages", {}))
+    lines += render_page_bytes(results)
     return "\n".join(lines)
+
+
+def render_page_reruns(size: str, pages: dict[str, Any]) -> list[str]:
+    """AppTest rerun rows of the catalog and status pages (bench/pages.py), in the main table."""
+    return [_row(name, size, stats) for name, stats in pages.get("apptest", {}).items()]
+
+
+def render_page_bytes(results: dict[str, Any]) -> list[str]:
+    """A second table: what each page sent per rerun in the browser, against the 500 KB budget."""
+    from bench import pages
+
+    rows = [row for size, found in results["sizes"].items() for row in pages.render_rows(size, found.get("pages", {}))]
+    return ["", *pages.TABLE_HEAD, *rows] if rows else []
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -484,7 +527,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--drop", action="store_true", help="drop the synthetic bench databases at the end")
     parser.add_argument("--selections", type=int, default=PASS_SELECTIONS,
                         help="random selections per cold / warm pass")
-    parser.add_argument("--child", choices=["queries", "passes", "dashboard"], help=argparse.SUPPRESS)
+    parser.add_argument("--child", choices=["queries", "passes", "dashboard", "pages"], help=argparse.SUPPRESS)
     parser.add_argument("--database", help=argparse.SUPPRESS)
     parser.add_argument("--out", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -503,6 +546,7 @@ def main(argv: list[str] | None = None) -> int:
         passes["notes"].append(restarted)
         results["sizes"][size] = {"load": load, "queries": queries, "passes": passes,
                                   "dashboard": _child("dashboard", database, args)}
+        results["sizes"][size]["pages"] = _child("pages", database, args)
         if args.drop and size != REAL:
             bench_server().drop(database)
     results["machine_after"] = machine()

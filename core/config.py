@@ -59,6 +59,20 @@ class Settings(BaseSettings):
     cache_ttl: int = Field(
         default=60, ge=0, alias="INCA_CACHE_TTL", description="Seconds the dashboard caches query results.",
         examples=[60])
+    # --- dashboard page bounds (issue 16): what one rerun of a page may send, at any market size ---
+    catalog_page_rows: int = Field(
+        default=25, ge=1, le=500, alias="INCA_CATALOG_PAGE_ROWS",
+        description="Catalog page: canonical coverages (rows) per page; the rest are reached by page number "
+                    "and search.", examples=[25])
+    catalog_max_insurers: int = Field(
+        default=12, ge=1, le=200, alias="INCA_CATALOG_MAX_INSURERS",
+        description="Catalog page: at most this many insurer columns at once, in the order the analyst "
+                    "chose them (the first ones in key order by default).", examples=[12])
+    picker_max_options: int = Field(
+        default=500, ge=10, le=20000, alias="INCA_PICKER_MAX_OPTIONS",
+        description="Compare page: the product picker lists every product up to this many; beyond, it lists "
+                    "the products of the insurers chosen first (as many insurers as fit). URL `?p=` keys "
+                    "always work.", examples=[500])
     standby_proof_interval_s: int = Field(
         default=30, ge=0, alias="INCA_STANDBY_PROOF_INTERVAL_S",
         description="On a hot standby: page views rerun the lock's full proof at most once per this many seconds "

@@ -127,9 +127,11 @@ def test_catalog_escapes_raw_names_and_keeps_the_insurer_order() -> None:
         "products": [2, 1, None]})
     markup = catalog_view.catalog_html(frame, ["제타", "알파"])
     assert_no_markup_from_values(markup)
-    assert re.findall(r"<th>([^<]*)</th>", markup) == ["코드", "표준 담보명", "제타", "알파"]
+    assert re.findall(r"<th>([^<]*)</th>", markup) == ["코드", "표준 담보명", "보험사 수", "제타", "알파"]
     assert re.findall(r'<tr data-code="([^"]+)"', markup) == ["A4200_1", "A4210"]  # code order
     assert 'title="확인 · 상품 2개"' in markup
+    # how many insurers carry each code (a count of insurers, never an amount), in code order
+    assert re.findall(r'<td class="carried">([^<]*)</td>', markup) == ["0 / 2", "2 / 2"]
 
 
 def test_templates_refuse_a_misspelt_variable() -> None:

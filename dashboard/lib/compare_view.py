@@ -8,12 +8,13 @@ from collections.abc import Sequence
 import pandas as pd
 import streamlit as st
 
-from core import LockState, catalog, status
+from core import LockState, catalog, config, status
 from core.comparison import Comparison
 from dashboard.lib import conditions_view, data, exports, params, search_box, table
 from dashboard.lib.text import md
 
 PRODUCTS_KEY, CODES_KEY, CATEGORIES_KEY = "sel_products", "sel_codes", "sel_categories"
+INSURERS_KEY = "sel_insurers"  # the picker's insurer filter, at market scale only (issue 16)
 STORED_KEY = "compare_selection"  # survives page switches (widget state does not)
 
 
@@ -60,13 +61,40 @@ def _product_lines(products: Sequence[catalog.Product]) -> list[str]:
     return lines
 
 
+def _product_options(products: Sequence[catalog.Product]) -> list[str]:
+    """Every product while they fit in INCA_PICKER_MAX_OPTIONS; beyond, an insurer filter comes first and
+    lists the products of the insurers chosen in it (as many insurers as fit), so a rerun never sends
+    10,000 options at market scale. Chosen products always stay options (a URL's `?p=` keys too)."""
+    limit = config.settings().picker_max_options
+    if len(products) <= limit:
+        return [product.key for product in products]
+    by_insurer = data.products_by_insurer(data.db_key())
+    names = {insurer: by_insurer[insurer][0].insurer_name for insurer in by_insurer}
+    fit = max(1, limit // max(len(found) for found in by_insurer.values()))
+    selected = list(st.session_state.get(PRODUCTS_KEY) or [])
+    if INSURERS_KEY not in st.session_state:  # first run: the insurers of the chosen products
+        by_key = {product.key: product for product in products}
+        start = dict.fromkeys(by_key[key].insurer_key for key in selected if key in by_key)
+        st.session_state[INSURERS_KEY] = list(start)[:fit]
+    kept = st.session_state[INSURERS_KEY]
+    if len(kept) > fit or any(insurer not in by_insurer for insurer in kept):  # another database since
+        st.session_state[INSURERS_KEY] = [insurer for insurer in kept if insurer in by_insurer][:fit]
+    insurers = st.multiselect(f"보험사 (상품 목록을 좁힙니다, {fit}곳까지)", list(by_insurer), key=INSURERS_KEY,
+                              format_func=names.__getitem__, max_selections=fit, placeholder="보험사 선택")
+    options = [product.key for insurer in insurers for product in by_insurer[insurer]]
+    listed = set(options)
+    options += [key for key in selected if key not in listed]  # chosen products stay chosen
+    st.caption(f"상품 {len(products)}개 중 고른 보험사의 상품 {len(listed)}개를 목록에 보여 줍니다.")
+    return options
+
+
 def selection_widgets(products: Sequence[catalog.Product], coverages: Sequence[catalog.Coverage]) -> params.Selection:
     _init_widgets(products, coverages)
     by_key = {product.key: product for product in products}
     by_code = {coverage.code: coverage for coverage in coverages}
     left, right = st.columns([1, 1], gap="large")
     with left:
-        chosen = st.multiselect("상품 (선택한 순서대로 열이 놓입니다)", list(by_key), key=PRODUCTS_KEY,
+        chosen = st.multiselect("상품 (선택한 순서대로 열이 놓입니다)", _product_options(products), key=PRODUCTS_KEY,
                                 format_func=lambda key: by_key[key].label, placeholder="상품 선택")
         if chosen:
             st.html(table.products_html(_product_lines([by_key[key] for key in chosen])))

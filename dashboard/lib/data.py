@@ -17,6 +17,7 @@ import streamlit as st
 from core import LockState, catalog, comparison, config, status
 from core.config import Connections
 from core.errors import ConfigError
+from dashboard.lib import catalog_index
 
 
 def _ttl() -> int:
@@ -62,6 +63,15 @@ def products(key: str) -> list[catalog.Product]:
 
 
 @st.cache_resource(ttl=TTL, show_spinner=False)
+def products_by_insurer(key: str) -> dict[str, list[catalog.Product]]:
+    """Products per insurer key (key order): the compare page's picker at market scale (issue 16)."""
+    found: dict[str, list[catalog.Product]] = {}
+    for product in products(key):
+        found.setdefault(product.insurer_key, []).append(product)
+    return found
+
+
+@st.cache_resource(ttl=TTL, show_spinner=False)
 def coverages(key: str) -> list[catalog.Coverage]:
     return catalog.coverages()
 
@@ -95,6 +105,19 @@ def coverage_table(key: str) -> pd.DataFrame:
     return catalog.coverage_table()
 
 
+# cache_resource: one shared, never-mutated index (cache_data would unpickle the whole table on every
+# rerun); a rerun of the catalog page reads one page of it (issue 16).
+@st.cache_resource(ttl=TTL, show_spinner=False, max_entries=4)
+def coverage_index(key: str) -> catalog_index.CatalogIndex:
+    return catalog_index.build(catalog.coverage_table(), [(i.key, i.name) for i in catalog.insurers()])
+
+
+@st.cache_data(ttl=TTL, show_spinner=False, max_entries=256)
+def catalog_search(key: str, query: str, categories: tuple[str, ...]) -> catalog_index.Found:
+    # a search's result is a few hundred codes: cached per text, so typing back and forth is free
+    return coverage_index(key).search(query, categories)
+
+
 @st.cache_data(ttl=TTL, show_spinner=False, max_entries=4)
 def status_counts(key: str) -> pd.DataFrame:
     # One row per insurer from schema 006's summary (no longer an aggregate over every instance per TTL).
@@ -103,6 +126,7 @@ def status_counts(key: str) -> pd.DataFrame:
 
 def clear_caches() -> None:
     """After an error (database restarted, password changed) nothing stale may be served again."""
-    for cached in (products, coverages, compare, evidence, coverage_table, status_counts):
+    for cached in (products, products_by_insurer, coverages, compare, evidence, coverage_table, coverage_index, catalog_search,
+                   status_counts):
         cached.clear()
     connections.clear()
