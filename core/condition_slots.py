@@ -33,7 +33,14 @@ class ConditionPhrase(NamedTuple):
     page: int | None
     start: int
     end: int
-    source_text: str  # the raw name or the cited snippet (원문), verbatim
+    #: the raw name or the cited snippet (원문), verbatim; None only for a snippet not read yet
+    #: (`Comparison.conditions(sources=False)` of a cells-only comparison: `conditions()` reads it)
+    source_text: str | None
+
+    @property
+    def located(self) -> tuple[str, str, str | None, int | None, int, int]:
+        """Everything but the cited text: what a cells-only read and a full read must agree on."""
+        return self.text, self.source_kind, self.doc_type, self.page, self.start, self.end
 
     @property
     def source(self) -> str:
@@ -91,6 +98,82 @@ _SLOT_INDEX = {slot: index for index, slot in enumerate(SLOTS)}
 #: (code, product key, raw name) -> that raw name's instances in (amount status, variant) order, which
 #: is how compare orders a cell's instances after the raw name (core.comparison._display_key)
 ConditionsIndex = dict[tuple[str | None, str, str], list[InstanceConditions]]
+
+
+# --- one row per instance: the slots as columns of compare's cells query ---------------------------
+
+# compare()'s cells query (core/comparison.py) carries each instance's slots as columns of its own
+# row, in the same statement and snapshot: no second statement, no row per (instance, slot) (that read
+# cost 52 of a 71 ms cells-only comparison, docs/performance.md). Slots and their statuses come as two
+# arrays, the phrases as parallel arrays ordered by (slot, ordinal); `{sources}` is empty for a
+# cells-only read (a snippet's text is read when its 원문 is opened) or SLOT_SOURCES for a full one.
+SLOT_SELECT = """, sl.slot_names, sl.slot_statuses, ph.ph_slots, ph.ph_texts, ph.ph_kinds, ph.ph_doc_types,
+           ph.ph_pages, ph.ph_starts, ph.ph_ends, {sources} AS ph_sources"""
+SLOT_FROM = """
+    LEFT JOIN LATERAL (
+        SELECT array_agg(cs.slot) AS slot_names, array_agg(cs.status) AS slot_statuses
+        FROM condition_slot cs WHERE cs.instance_id = ci.instance_id
+    ) AS sl ON true
+    LEFT JOIN LATERAL (
+        SELECT array_agg(cp.slot ORDER BY cp.slot, cp.ordinal) AS ph_slots,
+               array_agg(cp.phrase ORDER BY cp.slot, cp.ordinal) AS ph_texts,
+               array_agg(cp.source_kind ORDER BY cp.slot, cp.ordinal) AS ph_kinds,
+               array_agg(cp.doc_type ORDER BY cp.slot, cp.ordinal) AS ph_doc_types,
+               array_agg(cp.page ORDER BY cp.slot, cp.ordinal) AS ph_pages,
+               array_agg(cp.start_pos ORDER BY cp.slot, cp.ordinal) AS ph_starts,
+               array_agg(cp.end_pos ORDER BY cp.slot, cp.ordinal) AS ph_ends{source_agg}
+        FROM condition_phrase cp{source_join}
+        WHERE cp.instance_id = ci.instance_id
+    ) AS ph ON true"""
+#: a full read: each phrase's cited text (the snippet, or the raw name for a phrase of the raw name)
+_SOURCES_AGG = ",\n               array_agg(coalesce(e.snippet, ci.coverage_name_raw) ORDER BY cp.slot, cp.ordinal) AS ph_sources"
+_SOURCES_JOIN = " LEFT JOIN evidence_ref e ON e.evidence_id = cp.evidence_id"
+#: how many columns SLOT_SELECT adds at the end of a row
+SLOT_COLUMN_COUNT = 10
+
+
+def slot_sql(sources: bool) -> tuple[str, str]:
+    """(select list, from clause) to append to compare's cells query (constants only)."""
+    if sources:
+        return SLOT_SELECT.format(sources="ph.ph_sources"), SLOT_FROM.format(source_agg=_SOURCES_AGG,
+                                                                             source_join=_SOURCES_JOIN)
+    return SLOT_SELECT.format(sources="NULL::text[]"), SLOT_FROM.format(source_agg="", source_join="")
+
+
+#: one instance's SLOT_SELECT columns, as read (a plain tuple: picklable, for the dashboard's cache)
+StoredRow = tuple[Any, ...]
+
+
+class StoredSlots(NamedTuple):
+    """The slots of a comparison's cells, as read with them: built into objects only when shown."""
+
+    #: (code, product key) -> per instance of the cell, in the cell's order, its SLOT_SELECT columns
+    by_cell: dict[tuple[str, str], tuple[StoredRow, ...]]
+    #: whether evidence phrases carry their snippet text (a full read) or None (cells only)
+    sources: bool
+
+    def cell(self, code: str, product_key: str, raw_names: Sequence[str]) -> tuple[InstanceConditions, ...]:
+        """The slots of one cell's instances (raw names in the cell's order)."""
+        stored = self.by_cell.get((code, product_key), ())
+        return tuple(instance_conditions(name, row) for name, row in zip(raw_names, stored, strict=True))
+
+
+def instance_conditions(raw_name: str, row: StoredRow) -> InstanceConditions:
+    """One instance's SLOT_SELECT columns as its slots in SLOTS order (`slots == ()` when none stored).
+    Phrases of a NOT_FOUND slot are not shown (as CONDITIONS_SQL never reads them)."""
+    names, statuses, phrase_slots, texts, kinds, doc_types, pages, starts, ends, sources = row
+    if not names:
+        return InstanceConditions(raw_name, ())
+    by_slot: dict[str, list[ConditionPhrase]] = {}
+    if phrase_slots:
+        if sources is None:  # cells only: a phrase of the raw name cites the raw name, known here
+            sources = [raw_name if kind == "raw_name" else None for kind in kinds]
+        for slot, *fields in zip(phrase_slots, texts, kinds, doc_types, pages, starts, ends, sources, strict=True):
+            by_slot.setdefault(slot, []).append(ConditionPhrase._make(fields))
+    slots = [SlotConditions(slot, status, () if status == NOT_FOUND else tuple(by_slot.get(slot, ())))
+             for slot, status in zip(names, statuses, strict=True)]
+    slots.sort(key=lambda found: _SLOT_INDEX[found.slot])
+    return InstanceConditions(raw_name, tuple(slots))
 
 
 def fetch(conn: Any, product_keys: list[str], codes_filter: str, codes: list[str] | None) -> ConditionsIndex | None:
