@@ -596,13 +596,21 @@ def compare(products: Selection | Sequence[str] | str, coverage_codes: Sequence[
         wanted = tuple(coverage for coverage in wanted if coverage.code in present)
     cells = {}
     by_cell: dict[tuple[str, str], tuple[condition_slots.StoredRow, ...]] = {}
+    build = _instance if include_evidence else _cells_only_instance
+    slot_start = -condition_slots.SLOT_COLUMN_COUNT
     for coverage in wanted:
+        code = coverage.code
         for product in chosen.products:
-            key = (coverage.code, product.key)
-            ordered = _display_ordered(found.get(key))
-            cells[key] = _new_tuple(Cell, (coverage.code, product.key, _instances(ordered)))
-            if fetched.slots and ordered:  # the slot columns end each row (a plain tuple: picklable)
-                by_cell[key] = tuple(row[-condition_slots.SLOT_COLUMN_COUNT:] for row in ordered)
+            key = (code, product.key)
+            rows = found.get(key)
+            if rows is None:  # most cells of a market-scale grid: the product has no such coverage
+                cells[key] = _new_tuple(Cell, (code, product.key, ()))
+                continue
+            if len(rows) > 1:
+                rows.sort(key=_display_key)
+            cells[key] = _new_tuple(Cell, (code, product.key, tuple(map(build, rows))))
+            if fetched.slots:  # the slot columns end each row (a plain tuple: picklable)
+                by_cell[key] = tuple([row[slot_start:] for row in rows])
     audit = AuditLineage(lock.audit_run_id, lock.audit_status, lock.freeze_tag, lock.git_commit, lock.state,
                          lock.intact, lock.verified_at, lock.reason)
     findings = data_quality.findings_by_key([data_quality.FindingRecord(**row) for row in fetched.finding_rows])
