@@ -350,7 +350,7 @@ _COMPARE_SQL = """
               FROM evidence_ref e
               WHERE e.instance_id = ci.instance_id
               ORDER BY e.doc_type, e.ordinal) AS e
-    ) AS s ON true{slot_from}
+    ) AS s ON true
     WHERE p.product_key = ANY(CAST(%(product_keys)s AS text[])) AND {codes}
 """
 _CODES_FILTER = {  # (every code?, with unmatched?) -> constant SQL; values travel as parameters
@@ -363,8 +363,8 @@ _CODES_FILTER = {  # (every code?, with unmatched?) -> constant SQL; values trav
 # document type, page and file come from one primary-key probe (restricted to the instance's own
 # snippets, as the full query's is_proposal flag is), the number of snippets from the instance index;
 # snippet text, the bulk of the full query's bytes, stays in the server until evidence() asks for it.
-# Both queries carry each instance's condition slots as columns of its row (condition_slots.slot_sql:
-# `{slot_select}` / `{slot_from}`), the full one with each phrase's cited text, the cells one without.
+# Both queries carry each instance's condition slots as columns of its row (condition_slots.slot_sql,
+# `{slot_select}`), the full one with each phrase's cited text, the cells one without.
 _CELLS_SQL = """
     SELECT p.product_key, ci.coverage_code, ci.coverage_name_raw, af.status, af.value_text, af.source_doc_type,
            af.source_priority, pe.doc_type AS proposal_doc_type, pe.page AS proposal_page,
@@ -375,7 +375,7 @@ _CELLS_SQL = """
     JOIN coverage_instance ci ON ci.product_id = p.product_id
     JOIN amount_fact af ON af.instance_id = ci.instance_id
     LEFT JOIN evidence_ref pe ON pe.evidence_id = af.evidence_id AND af.status = 'CONFIRMED'
-                             AND pe.instance_id = ci.instance_id{slot_from}
+                             AND pe.instance_id = ci.instance_id
     WHERE p.product_key = ANY(CAST(%(product_keys)s AS text[])) AND {codes}
 """
 #: compare(..., with_unmatched=UNMATCHED_LIST): the uncoded coverages without their evidence
@@ -452,8 +452,8 @@ _HAS_SLOTS = "SELECT to_regclass('public.condition_slot') IS NOT NULL AS present
 
 def _sql(include_evidence: bool, codes_filter: str, slots: bool) -> str:
     template = _COMPARE_SQL if include_evidence else _CELLS_SQL
-    slot_select, slot_from = condition_slots.slot_sql(include_evidence) if slots else ("", "")
-    return template.format(codes=codes_filter, slot_select=slot_select, slot_from=slot_from)  # constants only
+    slot_select = condition_slots.slot_sql(include_evidence) if slots else ""
+    return template.format(codes=codes_filter, slot_select=slot_select)  # constants only
 
 
 def _fetch(conn: Any, asked: selection.Request | Selection, with_unmatched: bool | str, include_evidence: bool = True,
@@ -627,8 +627,14 @@ def evidence(product_keys: Sequence[str] | str, coverage_code: str) -> dict[str,
     """
     keys = [product_keys] if isinstance(product_keys, str) else list(product_keys)
     sql = _sql(True, _CODES_FILTER[(False, False)], slots=False)  # constant fragments; no slots needed
-    with db.read() as conn, _cursor(conn.connection.driver_connection) as cursor:
-        rows = cursor.execute(sql, {"product_keys": keys, "codes": [coverage_code.upper()]}).fetchall()
+    with db.read() as conn:
+        driver = conn.connection.driver_connection
+        # One round trip: BEGIN, the read and its end in one pipeline (a bare execute costs three: BEGIN
+        # alone, the query, the pool's ROLLBACK; psycopg skips a rollback with no transaction open).
+        with driver.pipeline():
+            cursor = _cursor(driver).execute(sql, {"product_keys": keys, "codes": [coverage_code.upper()]})
+            driver.execute("COMMIT")
+        rows = cursor.fetchall()
     found: dict[str, list[Any]] = {}
     for row in rows:
         found.setdefault(row.product_key, []).append(row)

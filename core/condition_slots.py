@@ -7,6 +7,7 @@ forbidden-language check.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from typing import Any, NamedTuple
 
@@ -102,42 +103,31 @@ ConditionsIndex = dict[tuple[str | None, str, str], list[InstanceConditions]]
 
 # --- one row per instance: the slots as columns of compare's cells query ---------------------------
 
-# compare()'s cells query (core/comparison.py) carries each instance's slots as columns of its own
+# compare()'s cells query (core/comparison.py) carries each instance's slots as two columns of its own
 # row, in the same statement and snapshot: no second statement, no row per (instance, slot) (that read
-# cost 52 of a 71 ms cells-only comparison, docs/performance.md). Slots and their statuses come as two
-# arrays, the phrases as parallel arrays ordered by (slot, ordinal); `{sources}` is empty for a
-# cells-only read (a snippet's text is read when its 원문 is opened) or SLOT_SOURCES for a full one.
-SLOT_SELECT = """, sl.slot_names, sl.slot_statuses, ph.ph_slots, ph.ph_texts, ph.ph_kinds, ph.ph_doc_types,
-           ph.ph_pages, ph.ph_starts, ph.ph_ends, {sources} AS ph_sources"""
-SLOT_FROM = """
-    LEFT JOIN LATERAL (
-        SELECT array_agg(cs.slot) AS slot_names, array_agg(cs.status) AS slot_statuses
-        FROM condition_slot cs WHERE cs.instance_id = ci.instance_id
-    ) AS sl ON true
-    LEFT JOIN LATERAL (
-        SELECT array_agg(cp.slot ORDER BY cp.slot, cp.ordinal) AS ph_slots,
-               array_agg(cp.phrase ORDER BY cp.slot, cp.ordinal) AS ph_texts,
-               array_agg(cp.source_kind ORDER BY cp.slot, cp.ordinal) AS ph_kinds,
-               array_agg(cp.doc_type ORDER BY cp.slot, cp.ordinal) AS ph_doc_types,
-               array_agg(cp.page ORDER BY cp.slot, cp.ordinal) AS ph_pages,
-               array_agg(cp.start_pos ORDER BY cp.slot, cp.ordinal) AS ph_starts,
-               array_agg(cp.end_pos ORDER BY cp.slot, cp.ordinal) AS ph_ends{source_agg}
-        FROM condition_phrase cp{source_join}
-        WHERE cp.instance_id = ci.instance_id
-    ) AS ph ON true"""
-#: a full read: each phrase's cited text (the snippet, or the raw name for a phrase of the raw name)
-_SOURCES_AGG = ",\n               array_agg(coalesce(e.snippet, ci.coverage_name_raw) ORDER BY cp.slot, cp.ordinal) AS ph_sources"
-_SOURCES_JOIN = " LEFT JOIN evidence_ref e ON e.evidence_id = cp.evidence_id"
+# cost 52 of a 71 ms cells-only comparison, docs/performance.md). Both are text, decoded only when a
+# cell's conditions are shown (a 10 x 50 grid's ~1,000 instances mostly are not): the statuses as
+# `slot:status,...` (both are CHECKed identifiers, so the separators cannot occur in them) and the
+# phrases as a JSON array of [slot, text, kind, doc type, page, start, end] in (slot, ordinal) order,
+# plus the cited text (the snippet, or the raw name for a phrase of the raw name) in a full read only:
+# a cells-only read leaves the snippets in the server until a coverage's 원문 is opened.
+SLOT_SELECT = """,
+           (SELECT string_agg(cs.slot || ':' || cs.status, ',') FROM condition_slot cs
+            WHERE cs.instance_id = ci.instance_id) AS slot_statuses,
+           (SELECT json_agg(json_build_array(cp.slot, cp.phrase, cp.source_kind, cp.doc_type, cp.page, cp.start_pos,
+                                             cp.end_pos{source}) ORDER BY cp.slot, cp.ordinal)::text
+            FROM condition_phrase cp{source_join} WHERE cp.instance_id = ci.instance_id) AS slot_phrases"""
+_SOURCE = ", coalesce(e.snippet, ci.coverage_name_raw)"
+_SOURCE_JOIN = " LEFT JOIN evidence_ref e ON e.evidence_id = cp.evidence_id"
 #: how many columns SLOT_SELECT adds at the end of a row
-SLOT_COLUMN_COUNT = 10
+SLOT_COLUMN_COUNT = 2
 
 
-def slot_sql(sources: bool) -> tuple[str, str]:
-    """(select list, from clause) to append to compare's cells query (constants only)."""
+def slot_sql(sources: bool) -> str:
+    """The select-list tail to append to compare's cells query (constants only)."""
     if sources:
-        return SLOT_SELECT.format(sources="ph.ph_sources"), SLOT_FROM.format(source_agg=_SOURCES_AGG,
-                                                                             source_join=_SOURCES_JOIN)
-    return SLOT_SELECT.format(sources="NULL::text[]"), SLOT_FROM.format(source_agg="", source_join="")
+        return SLOT_SELECT.format(source=_SOURCE, source_join=_SOURCE_JOIN)
+    return SLOT_SELECT.format(source="", source_join="")
 
 
 #: one instance's SLOT_SELECT columns, as read (a plain tuple: picklable, for the dashboard's cache)
@@ -161,17 +151,18 @@ class StoredSlots(NamedTuple):
 def instance_conditions(raw_name: str, row: StoredRow) -> InstanceConditions:
     """One instance's SLOT_SELECT columns as its slots in SLOTS order (`slots == ()` when none stored).
     Phrases of a NOT_FOUND slot are not shown (as CONDITIONS_SQL never reads them)."""
-    names, statuses, phrase_slots, texts, kinds, doc_types, pages, starts, ends, sources = row
-    if not names:
+    statuses, phrases = row
+    if not statuses:
         return InstanceConditions(raw_name, ())
     by_slot: dict[str, list[ConditionPhrase]] = {}
-    if phrase_slots:
-        if sources is None:  # cells only: a phrase of the raw name cites the raw name, known here
-            sources = [raw_name if kind == "raw_name" else None for kind in kinds]
-        for slot, *fields in zip(phrase_slots, texts, kinds, doc_types, pages, starts, ends, sources, strict=True):
-            by_slot.setdefault(slot, []).append(ConditionPhrase._make(fields))
-    slots = [SlotConditions(slot, status, () if status == NOT_FOUND else tuple(by_slot.get(slot, ())))
-             for slot, status in zip(names, statuses, strict=True)]
+    for slot, text, kind, doc_type, page, start, end, *source in json.loads(phrases) if phrases else ():
+        # cells only: no cited text was read; a phrase of the raw name cites the raw name, known here
+        cited = source[0] if source else (raw_name if kind == "raw_name" else None)
+        by_slot.setdefault(slot, []).append(ConditionPhrase(text, kind, doc_type, page, start, end, cited))
+    slots = []
+    for pair in statuses.split(","):
+        slot, status = pair.split(":")
+        slots.append(SlotConditions(slot, status, () if status == NOT_FOUND else tuple(by_slot.get(slot, ()))))
     slots.sort(key=lambda found: _SLOT_INDEX[found.slot])
     return InstanceConditions(raw_name, tuple(slots))
 

@@ -3,6 +3,7 @@ run time, added to an older database by `python -m core upgrade`, and carried by
 
 from __future__ import annotations
 
+import json
 import re
 from collections import Counter
 from dataclasses import replace
@@ -293,10 +294,12 @@ def test_cited_texts_that_no_longer_match_the_table_are_refused(loaded_db: Datab
     cmp = compare([p.key for p in catalog.products()], sorted({c.code for c in catalog.coverages()})[:40],
                   include_evidence=False)
     assert cmp.slots is not None
-    key, rows = next((key, rows) for key, rows in cmp.slots.by_cell.items() if any(r[3] for r in rows))  # a phrase
+    key, rows = next((key, rows) for key, rows in cmp.slots.by_cell.items() if any(r[1] for r in rows))  # a phrase
     altered = [list(row) for row in rows]
-    changed = next(row for row in altered if row[3])
-    changed[3] = ["다른 문구", *changed[3][1:]]  # the first phrase's text
+    changed = next(row for row in altered if row[1])
+    phrases = json.loads(changed[1])
+    phrases[0][1] = "다른 문구"  # the first phrase's text
+    changed[1] = json.dumps(phrases)
     other = replace(cmp, slots=cmp.slots._replace(by_cell={**cmp.slots.by_cell, key: tuple(map(tuple, altered))}))
     with pytest.raises(EvidenceChanged, match="reload the page"):
         other.conditions()
