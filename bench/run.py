@@ -70,10 +70,19 @@ FLOOR_SQL = """
 
 
 # The cells-only floor: what compare(include_evidence=False) returns (raw name, status, value_text, the
-# proposal snippet's document type and page, how many snippets), flat, fetched into tuples.
+# proposal snippet's document type and page, how many snippets) and, since the comparison page shows them
+# with every table, each instance's condition slots (issue 16: compare reads them in its cells
+# statement): the slots' statuses and the phrases with their kind, document type, page and span in
+# stored order, without the text of the snippets they cite (read with a coverage's 원문), in the same
+# two text columns compare reads (it decodes them only for the cells it shows), flat, into tuples.
 CELLS_FLOOR_SQL = """
     SELECT p.product_key, ci.coverage_code, ci.coverage_name_raw, af.status, af.value_text, pe.doc_type, pe.page,
-           (SELECT count(*) FROM evidence_ref e WHERE e.instance_id = ci.instance_id)
+           (SELECT count(*) FROM evidence_ref e WHERE e.instance_id = ci.instance_id),
+           (SELECT string_agg(cs.slot || ':' || cs.status, ',') FROM condition_slot cs
+            WHERE cs.instance_id = ci.instance_id),
+           (SELECT json_agg(json_build_array(cp.slot, cp.phrase, cp.source_kind, cp.doc_type, cp.page, cp.start_pos,
+                                             cp.end_pos) ORDER BY cp.slot, cp.ordinal)::text
+            FROM condition_phrase cp WHERE cp.instance_id = ci.instance_id)
     FROM product p
     JOIN coverage_instance ci ON ci.product_id = p.product_id
     JOIN amount_fact af ON af.instance_id = ci.instance_id
@@ -198,6 +207,11 @@ def measure_queries(runs: int, warmup: int, seed: int) -> dict[str, Any]:
     # Cells only (issue 16) against its own floor, and the evidence of one coverage against its floor.
     cells_params = {"products": products, "codes": codes, "unmatched": False}
     one_code = {"products": products, "codes": codes[:1], "unmatched": False}
+    cells_shown, _ = _shown(core.compare(products, codes, with_unmatched=False, include_evidence=False))
+    cells_floor = {(row[0], row[2], row[3], row[4]) for row in floor_conn.execute(CELLS_FLOOR_SQL, cells_params)}
+    if cells_shown != cells_floor:
+        raise SystemExit(f"the cells-only floor does not return what compare() shows: {len(cells_shown)} vs "
+                         f"{len(cells_floor)} instances")
     for label, ours, floor in (
             ("cells only", lambda: core.compare(products, codes, with_unmatched=False, include_evidence=False),
              lambda: floor_conn.execute(CELLS_FLOOR_SQL, cells_params).fetchall()),

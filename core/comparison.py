@@ -22,7 +22,7 @@ from itertools import repeat
 from typing import Any, NamedTuple
 
 import pandas as pd
-from psycopg.rows import namedtuple_row
+from psycopg.rows import dict_row, namedtuple_row
 
 from core import catalog, condition_slots, data_quality, db, explain, selection
 from core.errors import IncaError
@@ -129,8 +129,9 @@ class Comparison:
     unmatched: dict[str, tuple[Instance, ...]]
     audit: AuditLineage
     notes: tuple[str, ...] = field(default_factory=tuple)
-    #: the stored condition slots of the cells' instances (core/condition_slots.py; None before schema 011)
-    slots: condition_slots.ConditionsIndex | None = None
+    #: the stored condition slots of the cells' instances, read with them (core/condition_slots.py; None
+    #: before schema 011); built into objects by conditions()
+    slots: condition_slots.StoredSlots | None = None
     #: evidence findings (issue 13) by (coverage_code, product_key, raw name); read in the cells' snapshot
     findings: dict[tuple[str | None, str, str], tuple[Finding, ...]] = field(default_factory=dict)
     #: False: cells only (compare(..., include_evidence=False)); evidence_for() reads a coverage's snippets
@@ -215,17 +216,57 @@ class Comparison:
                                                                            instance.raw_name)})
         return pd.DataFrame(records)
 
-    def conditions(self) -> list[tuple[catalog.Coverage, list[condition_slots.CellConditions]]]:
-        """Per coverage, per product in the chosen order, per instance: its slots (status and verbatim
-        phrases with their source), as the audited load stored them."""
-        return [(coverage, [condition_slots.CellConditions(product, condition_slots.for_instances(
-                    self.slots, coverage.code, product.key, [instance.raw_name for instance in cell.instances]))
-                  for product, cell in zip(self.products, cells, strict=True)])
-                for coverage, cells in self.rows()]
+    def conditions(self, sources: bool = True, codes: Sequence[str] | None = None,
+                   ) -> list[tuple[catalog.Coverage, list[condition_slots.CellConditions]]]:
+        """Per coverage (of `codes`, default all, in the comparison's order), per product in the chosen
+        order, per instance: its slots (status and verbatim phrases with their source), as the audited
+        load stored them.
+
+        A cells-only comparison reads its phrases without the snippets they cite; with `sources` (the
+        default) those texts are read here, one more read in its own snapshot whose slots must be the
+        ones shown (else EvidenceChanged). `sources=False` leaves a snippet's `source_text` None (what
+        the dashboard's table and `conditions_frame()` need: the phrase and its source label).
+        """
+        wanted = set(codes) if codes is not None else None
+        shown = [(coverage, [condition_slots.CellConditions(product, self._slots_of(cell))
+                             for product, cell in zip(self.products, cells, strict=True)])
+                 for coverage, cells in self.rows() if wanted is None or coverage.code in wanted]
+        if sources and self.slots is not None and not self.slots.sources and shown:
+            return self._with_sources(shown)
+        return shown
+
+    def conditions_for(self, coverage_code: str) -> list[condition_slots.CellConditions]:
+        """One coverage's conditions with every cited text (what its 원문 shows): one read when needed."""
+        return self.conditions(codes=[coverage_code])[0][1]
+
+    def _slots_of(self, cell: Cell) -> tuple[condition_slots.InstanceConditions, ...]:
+        names = [instance.raw_name for instance in cell.instances]
+        if self.slots is None:
+            return condition_slots.for_instances(None, cell.coverage_code, cell.product_key, names)
+        return self.slots.cell(cell.coverage_code, cell.product_key, names)
+
+    def _with_sources(self, shown: list[tuple[catalog.Coverage, list[condition_slots.CellConditions]]],
+                      ) -> list[tuple[catalog.Coverage, list[condition_slots.CellConditions]]]:
+        codes = [coverage.code for coverage, _ in shown]
+        with db.read() as conn:
+            index = condition_slots.fetch(conn, [product.key for product in self.products],
+                                          _CODES_FILTER[(False, False)], codes)
+        read = []
+        for coverage, cells in shown:
+            found = []
+            for cell in cells:
+                names = [instance.raw_name for instance in cell.instances]
+                with_text = condition_slots.for_instances(index, coverage.code, cell.product.key, names)
+                if [_located(instance) for instance in with_text] != [_located(instance) for instance in cell.instances]:
+                    raise EvidenceChanged(f"{cell.product.label} · {coverage.code}: the locked data changed since the "
+                                          "table was read; reload the page to see the current conditions")
+                found.append(cell._replace(instances=with_text))
+            read.append((coverage, found))
+        return read
 
     def conditions_frame(self) -> pd.DataFrame:
         """One row per coverage x slot x product (x raw coverage when several): status, phrases, sources."""
-        return condition_slots.comparison_frame(self.conditions())
+        return condition_slots.comparison_frame(self.conditions(sources=False))
 
     def unmatched_frame(self) -> pd.DataFrame:
         """The chosen products' coverages without a canonical code, in product order."""
@@ -253,6 +294,10 @@ class Comparison:
 
 class EvidenceChanged(IncaError):
     """The snippets read on demand no longer belong to the cells shown (a load happened in between)."""
+
+
+def _located(conditions: condition_slots.InstanceConditions) -> list[tuple[Any, ...]]:
+    return [(slot.slot, slot.status, [phrase.located for phrase in slot.phrases]) for slot in conditions.slots]
 
 
 def _identity(instance: Instance) -> tuple[str, str, str | None, str | None]:
@@ -294,7 +339,7 @@ MAX_PRODUCTS, MAX_CODES = selection.MAX_PRODUCTS, selection.MAX_CODES
 _COMPARE_SQL = """
     SELECT p.product_key, ci.coverage_code, ci.coverage_name_raw, af.status, af.value_text, af.source_doc_type,
            af.source_priority, s.is_proposal, s.doc_types, s.pages, s.snippets, s.source_files,
-           ci.variant_id::text AS variant
+           ci.variant_id::text AS variant{slot_select}
     FROM product p
     JOIN coverage_instance ci ON ci.product_id = p.product_id
     JOIN amount_fact af ON af.instance_id = ci.instance_id
@@ -318,12 +363,14 @@ _CODES_FILTER = {  # (every code?, with unmatched?) -> constant SQL; values trav
 # document type, page and file come from one primary-key probe (restricted to the instance's own
 # snippets, as the full query's is_proposal flag is), the number of snippets from the instance index;
 # snippet text, the bulk of the full query's bytes, stays in the server until evidence() asks for it.
+# Both queries carry each instance's condition slots as columns of its row (condition_slots.slot_sql,
+# `{slot_select}`), the full one with each phrase's cited text, the cells one without.
 _CELLS_SQL = """
     SELECT p.product_key, ci.coverage_code, ci.coverage_name_raw, af.status, af.value_text, af.source_doc_type,
            af.source_priority, pe.doc_type AS proposal_doc_type, pe.page AS proposal_page,
            pe.source_file AS proposal_source_file,
            (SELECT count(*) FROM evidence_ref e WHERE e.instance_id = ci.instance_id) AS snippet_count,
-           ci.variant_id::text AS variant
+           ci.variant_id::text AS variant{slot_select}
     FROM product p
     JOIN coverage_instance ci ON ci.product_id = p.product_id
     JOIN amount_fact af ON af.instance_id = ci.instance_id
@@ -365,38 +412,72 @@ def _display_key(row: Any) -> tuple[str, str, str]:
     return row.coverage_name_raw, row.status, row.variant or ""
 
 
-def _in_display_order(rows: list[Any] | None) -> tuple[Instance, ...]:
-    """A cell's rows as instances; most cells hold one row, so there is nothing to order."""
+def _display_ordered(rows: list[Any] | None) -> list[Any]:
+    """A cell's rows in display order; most cells hold one row, so there is nothing to order."""
     if not rows:
+        return []
+    return rows if len(rows) == 1 else sorted(rows, key=_display_key)
+
+
+def _instances(ordered: list[Any]) -> tuple[Instance, ...]:
+    if not ordered:
         return ()
-    build = _instance if hasattr(rows[0], "is_proposal") else _cells_only_instance
-    return tuple(map(build, rows if len(rows) == 1 else sorted(rows, key=_display_key)))
+    return tuple(map(_instance if hasattr(ordered[0], "is_proposal") else _cells_only_instance, ordered))
+
+
+def _in_display_order(rows: list[Any] | None) -> tuple[Instance, ...]:
+    """A cell's rows as instances, in display order."""
+    return _instances(_display_ordered(rows))
 
 
 def _cursor(driver: Any) -> Any:
     return driver.cursor(binary=True, row_factory=namedtuple_row)
 
 
+class _Fetched(NamedTuple):
+    selection: Selection
+    lock_row: Any
+    rows: list[Any]
+    unmatched_rows: list[Any]
+    finding_rows: list[dict[str, Any]]
+    #: whether `rows` carry the condition slots (False: the database has no slots table yet)
+    slots: bool
+
+
+#: key in a pooled connection's `info`: its database has the slots table (schema 011; never dropped,
+#: so a True is kept for the connection's life; until then each comparison asks)
+_SLOTS_PRESENT = "inca_condition_slot_present"
+_HAS_SLOTS = "SELECT to_regclass('public.condition_slot') IS NOT NULL AS present"
+
+
+def _sql(include_evidence: bool, codes_filter: str, slots: bool) -> str:
+    template = _COMPARE_SQL if include_evidence else _CELLS_SQL
+    slot_select = condition_slots.slot_sql(include_evidence) if slots else ""
+    return template.format(codes=codes_filter, slot_select=slot_select)  # constants only
+
+
 def _fetch(conn: Any, asked: selection.Request | Selection, with_unmatched: bool | str, include_evidence: bool = True,
-           ) -> tuple[Selection, Any, list[Any], list[Any]]:
-    """Selection, lock and cells in ONE round trip (a psycopg pipeline on the reading transaction).
+           ) -> _Fetched:
+    """Selection, lock, cells with their condition slots, and findings in ONE round trip (a psycopg
+    pipeline on the reading transaction).
 
     A resolved Selection is not resolved again. Typed names are looked up in the same pipeline and the
     cells are asked for the names as given: the dashboard, the API and most notebook calls name product
     keys and codes, so the speculation holds and compare() costs one round trip; when a name is an
-    insurer, a product name or a coverage name, compare() asks again with the resolved keys and codes.
+    insurer, a product name or a coverage name, compare() asks again with the resolved keys and codes
+    (likewise, once per pooled connection, to learn whether the database has the slots table).
     """
     resolved = asked if isinstance(asked, Selection) else None
     every_code = (resolved.coverages if resolved is not None else asked.codes) is None
     listed = with_unmatched == UNMATCHED_LIST  # the uncoded coverages by their own query, without evidence
-    template = _COMPARE_SQL if include_evidence else _CELLS_SQL
-    sql = template.format(codes=_CODES_FILTER[(every_code, bool(with_unmatched) and not listed)])  # constants
+    codes_filter = _CODES_FILTER[(every_code, bool(with_unmatched) and not listed)]
+    slots_known = bool(conn.connection.info.get(_SLOTS_PRESENT))
     if resolved is not None:
         keys, codes = resolved.product_keys, resolved.codes or []
     else:
         keys, codes = list(asked.products), [code.upper() for code in asked.codes or ()]
     driver = conn.connection.driver_connection
-    product_rows = coverage_rows = all_coverages = None
+    product_rows = coverage_rows = all_coverages = has_slots = None
     with driver.pipeline():
         # One snapshot for every statement: under READ COMMITTED each would take its own, and a load
         # committing in between could pair new cells with the previous load's lineage.
@@ -407,26 +488,42 @@ def _fetch(conn: Any, asked: selection.Request | Selection, with_unmatched: bool
                 coverage_rows = _cursor(driver).execute(catalog.NAMED_COVERAGES_QUERY, {"codes": asked.lookup_codes})
         if every_code:
             all_coverages = _cursor(driver).execute(catalog.COVERAGES_QUERY)
+        if not slots_known:
+            has_slots = _cursor(driver).execute(_HAS_SLOTS)
         lock = _cursor(driver).execute(LOCK_QUERY, dict(LOCK_PARAMS))
         # Resolved keys are product keys; typed values that are not keys simply match no row.
         spoken = {"product_keys": [key for key in keys if isinstance(key, str)], "codes": codes}
-        cells = _cursor(driver).execute(sql, spoken)
+        cells = _cursor(driver).execute(_sql(include_evidence, codes_filter, slots_known), spoken)
         uncoded = _cursor(driver).execute(_UNMATCHED_SQL, spoken) if listed else None
+        # evidence findings of the chosen products (issue 13): a small table, in the same snapshot
+        findings = driver.cursor(binary=True, row_factory=dict_row).execute(
+            data_quality.FINDINGS_QUERY, {"every": False, "names": spoken["product_keys"]})
     if resolved is None:
         resolved = selection.decide_rows(conn, asked, product_rows.fetchall(),
                                          None if coverage_rows is None else coverage_rows.fetchall())
     if every_code:
         resolved = Selection(resolved.products, tuple(catalog.coverages_from_rows(all_coverages.fetchall())))
-    lock_row, rows = lock.fetchone(), cells.fetchall()
+    slots = slots_known or bool(has_slots.fetchone().present)
+    if slots:
+        conn.connection.info[_SLOTS_PRESENT] = True
+    lock_row, rows, finding_rows = lock.fetchone(), cells.fetchall(), findings.fetchall()
     unmatched_rows = [] if uncoded is None else uncoded.fetchall()
-    if resolved.product_keys != keys or not set(resolved.codes or ()) <= set(codes):
-        # an insurer or a name was given: ask again with the resolved keys and codes (a second round trip)
+    asked_again = resolved.product_keys != keys or not set(resolved.codes or ()) <= set(codes)
+    if asked_again or slots != slots_known:
+        # an insurer or a name was given (or the slots table was just found): ask again with the
+        # resolved keys and codes, in the same snapshot (a second round trip)
         resolved_params = {"product_keys": resolved.product_keys, "codes": resolved.codes or []}
         with driver.pipeline():
-            cells = _cursor(driver).execute(sql, resolved_params)
-            uncoded = _cursor(driver).execute(_UNMATCHED_SQL, resolved_params) if listed else None
-        rows, unmatched_rows = cells.fetchall(), [] if uncoded is None else uncoded.fetchall()
-    return resolved, lock_row, rows, unmatched_rows
+            cells = _cursor(driver).execute(_sql(include_evidence, codes_filter, slots), resolved_params)
+            uncoded = _cursor(driver).execute(_UNMATCHED_SQL, resolved_params) if listed and asked_again else None
+            findings = driver.cursor(binary=True, row_factory=dict_row).execute(
+                data_quality.FINDINGS_QUERY, {"every": False, "names": resolved.product_keys}) if asked_again else None
+        rows = cells.fetchall()
+        if uncoded is not None:
+            unmatched_rows = uncoded.fetchall()
+        if findings is not None:
+            finding_rows = findings.fetchall()
+    return _Fetched(resolved, lock_row, rows, unmatched_rows, finding_rows, slots)
 
 
 # The uncoded coverages of some products, without their evidence: what the dashboard lists under the
@@ -481,19 +578,14 @@ def compare(products: Selection | Sequence[str] | str, coverage_codes: Sequence[
         asked: selection.Request | Selection = products
     else:
         asked = selection.request(products, coverage_codes)  # malformed, too many or none: before any query
-    # One connection and one read-only transaction for the selection, the lock and the cells.
+    # One connection and one read-only transaction for the selection, the lock, the cells and their slots.
     with db.read() as conn:
-        chosen, lock_row, rows, unmatched_rows = _fetch(conn, asked, with_unmatched, include_evidence)
-        # evidence findings of the chosen products (issue 13): a small table, in the same snapshot
-        finding_rows = conn.exec_driver_sql(data_quality.FINDINGS_QUERY,
-                                            {"every": False, "names": list(chosen.product_keys)}).all()
-        lock = lock_from_row(conn, lock_row)
-        every_code = (asked.coverages if isinstance(asked, Selection) else asked.codes) is None
-        slots = condition_slots.fetch(conn, chosen.product_keys, _CODES_FILTER[(every_code, False)],
-                                      None if every_code else list(chosen.codes or ()))  # same snapshot
+        fetched = _fetch(conn, asked, with_unmatched, include_evidence)
+        lock = lock_from_row(conn, fetched.lock_row)
+    chosen = fetched.selection
     found: dict[tuple[str, str], list[Any]] = {}
     unmatched: dict[str, list[Any]] = {}
-    for row in rows + unmatched_rows:
+    for row in fetched.rows + fetched.unmatched_rows:
         if row.coverage_code is None:
             unmatched.setdefault(row.product_key, []).append(row)
         else:
@@ -502,12 +594,27 @@ def compare(products: Selection | Sequence[str] | str, coverage_codes: Sequence[
     if (asked.coverages if isinstance(asked, Selection) else asked.codes) is None:
         present = {code for code, _ in found}  # every code: those any of the products has, in code order
         wanted = tuple(coverage for coverage in wanted if coverage.code in present)
-    cells = {(coverage.code, product.key): _new_tuple(Cell, (coverage.code, product.key,
-                                                             _in_display_order(found.get((coverage.code, product.key)))))
-             for coverage in wanted for product in chosen.products}
+    cells = {}
+    by_cell: dict[tuple[str, str], tuple[condition_slots.StoredRow, ...]] = {}
+    build = _instance if include_evidence else _cells_only_instance
+    slot_start = -condition_slots.SLOT_COLUMN_COUNT
+    for coverage in wanted:
+        code = coverage.code
+        for product in chosen.products:
+            key = (code, product.key)
+            rows = found.get(key)
+            if rows is None:  # most cells of a market-scale grid: the product has no such coverage
+                cells[key] = _new_tuple(Cell, (code, product.key, ()))
+                continue
+            if len(rows) > 1:
+                rows.sort(key=_display_key)
+            cells[key] = _new_tuple(Cell, (code, product.key, tuple(map(build, rows))))
+            if fetched.slots:  # the slot columns end each row (a plain tuple: picklable)
+                by_cell[key] = tuple([row[slot_start:] for row in rows])
     audit = AuditLineage(lock.audit_run_id, lock.audit_status, lock.freeze_tag, lock.git_commit, lock.state,
                          lock.intact, lock.verified_at, lock.reason)
-    findings = data_quality.findings_by_key(data_quality.records_from_rows(finding_rows))
+    findings = data_quality.findings_by_key([data_quality.FindingRecord(**row) for row in fetched.finding_rows])
+    slots = condition_slots.StoredSlots(by_cell, include_evidence) if fetched.slots else None
     return Comparison(chosen.products, wanted, cells,
                       {key: _in_display_order(value) for key, value in unmatched.items()}, audit, slots=slots,
                       findings=findings, evidence_included=include_evidence)
@@ -519,9 +626,15 @@ def evidence(product_keys: Sequence[str] | str, coverage_code: str) -> dict[str,
     One read (one round trip) in its own read-only transaction; unknown keys simply have no instances.
     """
     keys = [product_keys] if isinstance(product_keys, str) else list(product_keys)
-    sql = _COMPARE_SQL.format(codes=_CODES_FILTER[(False, False)])  # a constant fragment
-    with db.read() as conn, _cursor(conn.connection.driver_connection) as cursor:
-        rows = cursor.execute(sql, {"product_keys": keys, "codes": [coverage_code.upper()]}).fetchall()
+    sql = _sql(True, _CODES_FILTER[(False, False)], slots=False)  # constant fragments; no slots needed
+    with db.read() as conn:
+        driver = conn.connection.driver_connection
+        # One round trip: BEGIN, the read and its end in one pipeline (a bare execute costs three: BEGIN
+        # alone, the query, the pool's ROLLBACK; psycopg skips a rollback with no transaction open).
+        with driver.pipeline():
+            cursor = _cursor(driver).execute(sql, {"product_keys": keys, "codes": [coverage_code.upper()]})
+            driver.execute("COMMIT")
+        rows = cursor.fetchall()
     found: dict[str, list[Any]] = {}
     for row in rows:
         found.setdefault(row.product_key, []).append(row)

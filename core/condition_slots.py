@@ -7,6 +7,7 @@ forbidden-language check.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from typing import Any, NamedTuple
 
@@ -33,7 +34,14 @@ class ConditionPhrase(NamedTuple):
     page: int | None
     start: int
     end: int
-    source_text: str  # the raw name or the cited snippet (원문), verbatim
+    #: the raw name or the cited snippet (원문), verbatim; None only for a snippet not read yet
+    #: (`Comparison.conditions(sources=False)` of a cells-only comparison: `conditions()` reads it)
+    source_text: str | None
+
+    @property
+    def located(self) -> tuple[str, str, str | None, int | None, int, int]:
+        """Everything but the cited text: what a cells-only read and a full read must agree on."""
+        return self.text, self.source_kind, self.doc_type, self.page, self.start, self.end
 
     @property
     def source(self) -> str:
@@ -91,6 +99,72 @@ _SLOT_INDEX = {slot: index for index, slot in enumerate(SLOTS)}
 #: (code, product key, raw name) -> that raw name's instances in (amount status, variant) order, which
 #: is how compare orders a cell's instances after the raw name (core.comparison._display_key)
 ConditionsIndex = dict[tuple[str | None, str, str], list[InstanceConditions]]
+
+
+# --- one row per instance: the slots as columns of compare's cells query ---------------------------
+
+# compare()'s cells query (core/comparison.py) carries each instance's slots as two columns of its own
+# row, in the same statement and snapshot: no second statement, no row per (instance, slot) (that read
+# cost 52 of a 71 ms cells-only comparison, docs/performance.md). Both are text, decoded only when a
+# cell's conditions are shown (a 10 x 50 grid's ~1,000 instances mostly are not): the statuses as
+# `slot:status,...` (both are CHECKed identifiers, so the separators cannot occur in them) and the
+# phrases as a JSON array of [slot, text, kind, doc type, page, start, end] in (slot, ordinal) order,
+# plus the cited text (the snippet, or the raw name for a phrase of the raw name) in a full read only:
+# a cells-only read leaves the snippets in the server until a coverage's 원문 is opened.
+SLOT_SELECT = """,
+           (SELECT string_agg(cs.slot || ':' || cs.status, ',') FROM condition_slot cs
+            WHERE cs.instance_id = ci.instance_id) AS slot_statuses,
+           (SELECT json_agg(json_build_array(cp.slot, cp.phrase, cp.source_kind, cp.doc_type, cp.page, cp.start_pos,
+                                             cp.end_pos{source}) ORDER BY cp.slot, cp.ordinal)::text
+            FROM condition_phrase cp{source_join} WHERE cp.instance_id = ci.instance_id) AS slot_phrases"""
+_SOURCE = ", coalesce(e.snippet, ci.coverage_name_raw)"
+_SOURCE_JOIN = " LEFT JOIN evidence_ref e ON e.evidence_id = cp.evidence_id"
+#: how many columns SLOT_SELECT adds at the end of a row
+SLOT_COLUMN_COUNT = 2
+
+
+def slot_sql(sources: bool) -> str:
+    """The select-list tail to append to compare's cells query (constants only)."""
+    if sources:
+        return SLOT_SELECT.format(source=_SOURCE, source_join=_SOURCE_JOIN)
+    return SLOT_SELECT.format(source="", source_join="")
+
+
+#: one instance's SLOT_SELECT columns, as read (a plain tuple: picklable, for the dashboard's cache)
+StoredRow = tuple[Any, ...]
+
+
+class StoredSlots(NamedTuple):
+    """The slots of a comparison's cells, as read with them: built into objects only when shown."""
+
+    #: (code, product key) -> per instance of the cell, in the cell's order, its SLOT_SELECT columns
+    by_cell: dict[tuple[str, str], tuple[StoredRow, ...]]
+    #: whether evidence phrases carry their snippet text (a full read) or None (cells only)
+    sources: bool
+
+    def cell(self, code: str, product_key: str, raw_names: Sequence[str]) -> tuple[InstanceConditions, ...]:
+        """The slots of one cell's instances (raw names in the cell's order)."""
+        stored = self.by_cell.get((code, product_key), ())
+        return tuple(instance_conditions(name, row) for name, row in zip(raw_names, stored, strict=True))
+
+
+def instance_conditions(raw_name: str, row: StoredRow) -> InstanceConditions:
+    """One instance's SLOT_SELECT columns as its slots in SLOTS order (`slots == ()` when none stored).
+    Phrases of a NOT_FOUND slot are not shown (as CONDITIONS_SQL never reads them)."""
+    statuses, phrases = row
+    if not statuses:
+        return InstanceConditions(raw_name, ())
+    by_slot: dict[str, list[ConditionPhrase]] = {}
+    for slot, text, kind, doc_type, page, start, end, *source in json.loads(phrases) if phrases else ():
+        # cells only: no cited text was read; a phrase of the raw name cites the raw name, known here
+        cited = source[0] if source else (raw_name if kind == "raw_name" else None)
+        by_slot.setdefault(slot, []).append(ConditionPhrase(text, kind, doc_type, page, start, end, cited))
+    slots = []
+    for pair in statuses.split(","):
+        slot, status = pair.split(":")
+        slots.append(SlotConditions(slot, status, () if status == NOT_FOUND else tuple(by_slot.get(slot, ()))))
+    slots.sort(key=lambda found: _SLOT_INDEX[found.slot])
+    return InstanceConditions(raw_name, tuple(slots))
 
 
 def fetch(conn: Any, product_keys: list[str], codes_filter: str, codes: list[str] | None) -> ConditionsIndex | None:

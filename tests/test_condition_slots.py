@@ -3,6 +3,7 @@ run time, added to an older database by `python -m core upgrade`, and carried by
 
 from __future__ import annotations
 
+import json
 import re
 from collections import Counter
 from dataclasses import replace
@@ -217,3 +218,89 @@ def test_conditions_of_lists_one_product(loaded_db: Database) -> None:
     assert re.fullmatch(r"(약관|사업방법서|상품요약서|가입설계서) p\.\d+|가입설계서 담보명", found.source.iloc[0])
     with pytest.raises(SelectionError, match="unknown product"):
         core.conditions_of("nobody")
+
+
+# Every stored slot of some products under some codes, per instance, read straight from the tables
+# (independent of core's SQL): (product key, code, raw name, amount status, variant) -> slot -> (status, phrases).
+_SLOTS_OF_SQL = """
+    SELECT p.product_key, ci.coverage_code, ci.coverage_name_raw, af.status, coalesce(ci.variant_id::text, ''),
+           cs.slot, cs.status,
+           coalesce((SELECT array_agg(ARRAY[cp.phrase, cp.source_kind, coalesce(cp.doc_type, ''),
+                                            coalesce(cp.page::text, ''), cp.start_pos::text, cp.end_pos::text,
+                                            coalesce(e.snippet, ci.coverage_name_raw)] ORDER BY cp.ordinal)
+                     FROM condition_phrase cp LEFT JOIN evidence_ref e ON e.evidence_id = cp.evidence_id
+                     WHERE cp.instance_id = cs.instance_id AND cp.slot = cs.slot), '{}')
+    FROM condition_slot cs
+    JOIN coverage_instance ci ON ci.instance_id = cs.instance_id
+    JOIN amount_fact af ON af.instance_id = ci.instance_id
+    JOIN product p ON p.product_id = ci.product_id
+    WHERE p.product_key = ANY(%(keys)s) AND ci.coverage_code = ANY(%(codes)s)
+"""
+
+
+def _stored_slots(database: Database, keys: list[str], codes: list[str]) -> dict[tuple[str, str, str], list[Any]]:
+    """(code, product key, raw name) -> per instance in (amount status, variant) order, its slots as
+    {slot: (status, [(text, kind, doc_type, page, start, end, source_text)])}."""
+    by_instance: dict[tuple[str, ...], dict[str, Any]] = {}
+    with admin_conn(database) as conn:
+        for key, code, raw, status, variant, slot, slot_status, phrases in conn.execute(
+                _SLOTS_OF_SQL, {"keys": keys, "codes": codes}).fetchall():
+            shown = [] if slot_status == "NOT_FOUND" else [
+                (p[0], p[1], p[2] or None, int(p[3]) if p[3] else None, int(p[4]), int(p[5]), p[6]) for p in phrases]
+            by_instance.setdefault((code, key, raw, status, variant), {})[slot] = (slot_status, shown)
+    found: dict[tuple[str, str, str], list[Any]] = {}
+    for instance in sorted(by_instance, key=lambda k: (k[3], k[4])):
+        found.setdefault(instance[:3], []).append(by_instance[instance])
+    return found
+
+
+def _as_read(cmp: Any, sources: bool) -> dict[tuple[str, str, str], list[Any]]:
+    found: dict[tuple[str, str, str], list[Any]] = {}
+    for coverage, cells in cmp.conditions(sources=sources):
+        for cell in cells:
+            for instance in cell.instances:
+                found.setdefault((coverage.code, cell.product.key, instance.raw_name), []).append(
+                    {s.slot: (s.status, [tuple(p) for p in s.phrases]) for s in instance.slots})
+    return found
+
+
+def test_slots_read_with_the_cells_are_the_stored_ones(loaded_db: Database) -> None:
+    """compare() reads each instance's slots in its cells statement (issue 16): the same slots, statuses
+    and phrases as the tables hold, cited texts verbatim, with and without the snippets."""
+    keys = [p.key for p in catalog.products()][::-1]
+    codes = sorted({c.code for c in catalog.coverages()})[:40]
+    expected = _stored_slots(loaded_db, keys, codes)
+    assert sum(len(s[1]) for found in expected.values() for i in found for s in i.values()) > 50  # phrases
+    full, cells = compare(keys, codes), compare(keys, codes, include_evidence=False)
+    assert _as_read(full, sources=True) == expected
+    assert _as_read(cells, sources=True) == expected  # the cited texts read on demand
+    without = _as_read(cells, sources=False)  # the table's read: a snippet's text not read yet
+    assert without == {key: [{slot: (status, [(*p[:6], p[6] if p[1] == "raw_name" else None) for p in phrases])
+                              for slot, (status, phrases) in instance.items()} for instance in found]
+                       for key, found in expected.items()}
+    assert any(p[1] == "evidence" for found in without.values() for i in found for s in i.values() for p in s[1])
+    one = cells.conditions_for(codes[0])
+    assert [cell.product.key for cell in one] == keys
+    assert {(codes[0], cell.product.key, i.raw_name) for cell in one for i in cell.instances} == {
+        key for key in expected if key[0] == codes[0]}
+    assert cells.conditions_frame().equals(full.conditions_frame())
+
+
+def test_cited_texts_that_no_longer_match_the_table_are_refused(loaded_db: Database) -> None:
+    """The cited texts are read in their own snapshot: slots that differ from the ones shown (a load in
+    between) raise EvidenceChanged instead of pairing new texts with the old table."""
+    from core.comparison import EvidenceChanged
+
+    cmp = compare([p.key for p in catalog.products()], sorted({c.code for c in catalog.coverages()})[:40],
+                  include_evidence=False)
+    assert cmp.slots is not None
+    key, rows = next((key, rows) for key, rows in cmp.slots.by_cell.items() if any(r[1] for r in rows))  # a phrase
+    altered = [list(row) for row in rows]
+    changed = next(row for row in altered if row[1])
+    phrases = json.loads(changed[1])
+    phrases[0][1] = "다른 문구"  # the first phrase's text
+    changed[1] = json.dumps(phrases)
+    other = replace(cmp, slots=cmp.slots._replace(by_cell={**cmp.slots.by_cell, key: tuple(map(tuple, altered))}))
+    with pytest.raises(EvidenceChanged, match="reload the page"):
+        other.conditions()
+    assert other.conditions(sources=False)  # the table itself is what was read

@@ -561,3 +561,30 @@ def test_conditions_section_for_the_default_selection(loaded_db: Database) -> No
     assert phrases
     for phrase, raw_name in phrases:
         assert phrase in raw_name and f'<span class="text">{html.escape(phrase)}</span>' in page
+
+
+def test_conditions_sources_open_per_coverage_verbatim(loaded_db: Database) -> None:
+    """The conditions table is read without the snippets its phrases cite (issue 16); 원문 보기 opens
+    one coverage's cited texts verbatim (checked against the dataset files), and only that coverage's."""
+    chosen = all_product_keys()
+    with psycopg.connect(loaded_db.admin.set(drivername="postgresql").render_as_string(hide_password=False)) as conn:
+        cited = conn.execute(
+            "SELECT ci.coverage_code, i.insurer_key, ci.coverage_name_raw, e.snippet FROM condition_phrase cp "
+            "JOIN condition_slot cs USING (instance_id, slot) JOIN evidence_ref e ON e.evidence_id = cp.evidence_id "
+            "JOIN coverage_instance ci ON ci.instance_id = cp.instance_id JOIN insurer i ON i.insurer_id = ci.insurer_id "
+            "WHERE cs.status <> 'NOT_FOUND' AND ci.coverage_code = ANY(%s)", (DEFAULT_CODES,)).fetchall()
+    by_code: dict[str, set[str]] = {}
+    for code, insurer, raw_name, snippet in cited:
+        assert snippet in facts.snippets_of(insurer, raw_name)  # the dataset's own text
+        by_code.setdefault(code, set()).add(snippet)
+    code = max(by_code, key=lambda c: len(by_code[c]))
+    at = run(new_app({"p": ",".join(chosen), "c": ",".join(DEFAULT_CODES)}))
+    page = "\n".join(element.value for element in at.html)
+    assert not [text for texts in by_code.values() for text in texts if html.escape(text, quote=False) in page]
+    at.button(key=f"conditions_sources_{code}").click()
+    run(at)
+    page = "\n".join(element.value for element in at.html)
+    blocks = {html.unescape(block) for block in re.findall(r"<pre>(.*?)</pre>", page, re.S)}
+    assert by_code[code] <= blocks  # every snippet a phrase of that coverage cites, verbatim
+    others = {text for other, texts in by_code.items() if other != code for text in texts} - by_code[code]
+    assert not others & blocks

@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Sequence
 
-import pandas as pd
 import streamlit as st
 
 from core import LockState, catalog, config, status
@@ -196,18 +195,19 @@ def explanations_section(cmp: Comparison, lock: str = "") -> None:
                 st.html(table.evidence_html(shown, coverage))
 
 
-def unmatched_section(cmp: Comparison, frame: pd.DataFrame) -> None:
+def unmatched_section(cmp: Comparison) -> None:
     st.subheader("표준 담보 코드에 연결되지 않은 담보")
     st.caption("선택한 상품의 가입설계서에 있으나 표준 담보 코드에 연결되지 않은 담보입니다. 표기는 원문 그대로입니다.")
     for product in cmp.products:
-        rows = frame[frame["product_key"] == product.key]
-        with st.expander(f"{product.label} · {len(rows)}건", expanded=False):
-            if rows.empty:
+        # the instances as read, in product order (no frame per rerun: a table per product is all it shows)
+        found = cmp.unmatched.get(product.key, ())
+        with st.expander(f"{product.label} · {len(found)}건", expanded=False):
+            if not found:
                 st.caption("이 상품의 가입설계서 담보는 모두 표준 코드에 연결되어 있습니다.")
                 continue
             st.html(table.static_table_html(
                 ["보험사 담보명", "금액 (가입설계서 표기)"],
-                [[(row.coverage_name_raw, None), (row.display_text, row.status)] for row in rows.itertuples()],
+                [[(instance.raw_name, None), (instance.display_text, instance.status)] for instance in found],
                 css_class="inca-unmatched"))
 
 
@@ -236,6 +236,6 @@ def render() -> None:
     lock_alert(cmp, lock)
     comparison_section(cmp)
     explanations_section(cmp, token)
-    conditions_view.conditions_section(cmp)
-    unmatched_section(cmp, cmp.unmatched_frame())
+    conditions_view.conditions_section(cmp, token)
+    unmatched_section(cmp)
     audit_footer(cmp, lock)

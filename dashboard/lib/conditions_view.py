@@ -19,7 +19,7 @@ from core import condition_slots
 from core.catalog import Coverage
 from core.comparison import Comparison
 from core.conditions import LABELS, SLOTS
-from dashboard.lib import exports
+from dashboard.lib import data, exports
 from dashboard.lib.text import md
 
 _ENV = jinja2.Environment(loader=jinja2.FileSystemLoader(Path(__file__).resolve().parent / "templates"),
@@ -37,9 +37,16 @@ table.inca-conditions .src { font-size: 0.78rem; color: #4b5563; }
 """
 
 
+_SLOT_ROWS = [(slot, LABELS[slot]) for slot in SLOTS]
+
+
 def conditions_html(coverage: Coverage, cells: Sequence[condition_slots.CellConditions]) -> str:
+    # each instance's slots by name, looked up per row (a filter over its slots per row and product
+    # was most of the section's rendering time)
+    columns = [(cell, [(instance, {slot.slot: slot for slot in instance.slots}) for instance in cell.instances])
+               for cell in cells]
     return _ENV.get_template("conditions.html.j2").render(
-        coverage=coverage, cells=cells, slots=[(slot, LABELS[slot]) for slot in SLOTS],
+        coverage=coverage, columns=columns, slots=_SLOT_ROWS,
         not_available=condition_slots.NOT_AVAILABLE_TEXT, not_stored=condition_slots.NOT_STORED_TEXT)
 
 
@@ -68,7 +75,9 @@ def _sources_dialog(coverage: Coverage, cells: Sequence[condition_slots.CellCond
     st.html(sources_html(coverage, cells))
 
 
-def conditions_section(cmp: Comparison) -> None:
+def conditions_section(cmp: Comparison, lock: str = "") -> None:
+    """The table per coverage from the slots read with the cells (a phrase and its source label); the
+    texts they cite are read for one coverage when its 원문 opens (issue 16: closed 원문 costs nothing)."""
     head, csv_col = st.columns([7, 1], vertical_alignment="bottom")
     head.subheader("지급 조건")
     csv_col.download_button("조건 CSV", lambda: exports.csv_bytes(cmp.conditions_frame()),
@@ -78,8 +87,9 @@ def conditions_section(cmp: Comparison) -> None:
     st.caption("대기기간·면책, 감액, 지급 횟수·한도, 갱신, 가입나이를 문서에 적힌 그대로 보여 줍니다. "
                "원문에서 찾지 못한 조건은 조건이 없다는 뜻이 아닙니다.")
     st.html(STYLE)
-    for coverage, cells in cmp.conditions():
+    for coverage, cells in cmp.conditions(sources=False):
         st.markdown(f"**{md(coverage.code)} · {md(coverage.name)}**")
         st.html(conditions_html(coverage, cells))
         if st.button("원문 보기", key=f"conditions_sources_{coverage.code}", icon=":material/description:"):
-            _sources_dialog(coverage, cells)
+            _sources_dialog(coverage, data.condition_sources(data.db_key(), tuple(p.key for p in cmp.products),
+                                                             coverage.code, lock, cmp))

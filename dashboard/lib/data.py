@@ -14,7 +14,7 @@ import hashlib
 import pandas as pd
 import streamlit as st
 
-from core import LockState, catalog, comparison, config, status
+from core import LockState, catalog, comparison, condition_slots, config, status
 from core.config import Connections
 from core.errors import ConfigError
 from dashboard.lib import catalog_index
@@ -98,6 +98,14 @@ def evidence(key: str, product_keys: tuple[str, ...], code: str, lock: str = "",
     return comparison.evidence(list(product_keys), code)
 
 
+@st.cache_data(ttl=TTL, show_spinner=False, max_entries=MAX_CACHED_COMPARISONS)
+def condition_sources(key: str, product_keys: tuple[str, ...], code: str, lock: str,
+                      _shown: comparison.Comparison) -> list[condition_slots.CellConditions]:
+    # One coverage's conditions with the texts their phrases cite (its 원문), read when opened; keyed like
+    # evidence() (the comparison shown is not hashed: key, products and lock token identify it).
+    return _shown.conditions_for(code)
+
+
 @st.cache_data(ttl=TTL, show_spinner=False, max_entries=4)
 def coverage_table(key: str) -> pd.DataFrame:
     # One row per distinct (code, insurer, raw name, status), read from schema 006's summary: catalog-sized,
@@ -126,7 +134,7 @@ def status_counts(key: str) -> pd.DataFrame:
 
 def clear_caches() -> None:
     """After an error (database restarted, password changed) nothing stale may be served again."""
-    for cached in (products, products_by_insurer, coverages, compare, evidence, coverage_table, coverage_index, catalog_search,
-                   status_counts):
+    for cached in (products, products_by_insurer, coverages, compare, evidence, condition_sources, coverage_table,
+                   coverage_index, catalog_search, status_counts):
         cached.clear()
     connections.clear()
