@@ -231,6 +231,10 @@ def test_catalog_and_status_pages_render(app_url: str, page: Any, loaded_db: Dat
 
 def test_conditions_section_renders(app_url: str, page: Any, loaded_db: Database) -> None:
     open_and_wait(page, app_url + "/", "table.inca-conditions")
+    # the status widget may not have appeared yet when the first table arrives: wait for the section's
+    # last table (one per default code) rather than trusting its absence
+    page.wait_for_function("n => document.querySelectorAll('table.inca-conditions').length >= n",
+                           arg=len(params.DEFAULT_CODES), timeout=PAGE_TIMEOUT_MS)
     tables = page.locator("table.inca-conditions")
     assert tables.count() == len(params.DEFAULT_CODES)
     header = page.evaluate("() => Array.from(document.querySelectorAll('table.inca-conditions')[0]"

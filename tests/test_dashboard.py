@@ -246,15 +246,26 @@ def test_category_button_adds_its_coverages(loaded_db: Database) -> None:
 
 
 def test_unmatched_coverages_are_listed_per_product(loaded_db: Database) -> None:
+    """Each product's uncoded coverages behind its own button: none sent while closed (issue 16), the
+    opened ones verbatim, in the chosen product order."""
     at = run(new_app({"p": "kb_health_v1,db_health_v1", "c": "A4101"}))
     kb, db_ = facts.unmatched("kb_health_v1"), facts.unmatched("db_health_v1")
     assert kb and db_
-    labels = [block.label for block in walk(at.main) if getattr(block, "type", None) == "expander"]
-    assert labels[-2:] == [f"KB손해보험 · {len(kb)}건", f"DB손해보험 · {len(db_)}건"]
+    assert [at.button(key=f"unmatched_{key}").label for key in ("kb_health_v1", "db_health_v1")] == \
+        [f"KB손해보험 · {len(kb)}건", f"DB손해보험 · {len(db_)}건"]
+    assert not [element for element in at.html if "inca-unmatched" in element.value]
+    at.button(key="unmatched_db_health_v1").click()
+    run(at)
+    at.button(key="unmatched_kb_health_v1").click()
+    run(at)
     tables = [parse_table(element.value) for element in at.html if "inca-unmatched" in element.value]
     shown = pd.concat(tables)
     assert shown["보험사 담보명"].tolist() == [card.raw_name for card in kb + db_]
     assert shown["금액 (가입설계서 표기)"].tolist() == [card.shown for card in kb + db_]
+    at.button(key="unmatched_kb_health_v1").click()  # closes again: only DB's list is sent
+    run(at)
+    tables = [parse_table(element.value) for element in at.html if "inca-unmatched" in element.value]
+    assert pd.concat(tables)["보험사 담보명"].tolist() == [card.raw_name for card in db_]
 
 
 def test_audit_footer_names_the_lineage(loaded_db: Database) -> None:
@@ -561,6 +572,28 @@ def test_conditions_section_for_the_default_selection(loaded_db: Database) -> No
     assert phrases
     for phrase, raw_name in phrases:
         assert phrase in raw_name and f'<span class="text">{html.escape(phrase)}</span>' in page
+
+
+def test_conditions_section_shows_one_page_of_many_coverages(loaded_db: Database,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """Past INCA_CONDITIONS_PAGE_COVERAGES the section renders one page of the chosen coverages, in the
+    chosen order, and every coverage is reached by page (issue 16: a rerun's HTML stays bounded)."""
+    monkeypatch.setenv("INCA_CONDITIONS_PAGE_COVERAGES", "3")  # core.config re-reads a changed environment
+    chosen = ["A4105", "A4101", "A4200_1", "A4104_1", "A4210", "A4102", "A4103"]  # not in code order
+    at = run(new_app({"p": "kb_health_v1,samsung_health_v1", "c": ",".join(chosen)}))
+
+    def shown() -> list[str]:  # the section's coverage headings, `**A4105 · 뇌졸중진단비**`
+        headings = [element.value.replace("\\", "") for element in at.markdown]
+        return [match.group(1) for heading in headings if (match := re.fullmatch(r"\*\*(\S+) · .*\*\*", heading))]
+
+    tables = [element for element in at.html if "<table class=\"inca-table inca-conditions\"" in element.value]
+    assert len(tables) == 3 and shown() == chosen[:3]
+    seen = shown()
+    for page in (1, 2):
+        at.selectbox(key="conditions_page").set_value(page)
+        run(at)
+        seen += shown()
+    assert seen == chosen  # every coverage once, in the chosen order
 
 
 def test_conditions_sources_open_per_coverage_verbatim(loaded_db: Database) -> None:

@@ -195,13 +195,30 @@ def explanations_section(cmp: Comparison, lock: str = "") -> None:
                 st.html(table.evidence_html(shown, coverage))
 
 
+#: session key: the products whose uncoded coverages are open (a closed list is not sent)
+OPEN_UNMATCHED_KEY = "unmatched_open"
+
+
+def _toggle_unmatched(product_key: str) -> None:
+    opened = set(st.session_state.get(OPEN_UNMATCHED_KEY) or ())
+    st.session_state[OPEN_UNMATCHED_KEY] = opened ^ {product_key}
+
+
 def unmatched_section(cmp: Comparison) -> None:
+    """Per product, its uncoded coverages when its button opens them: Streamlit sends an expander's body
+    on every rerun, and ten products' lists were 250 KB per rerun at market scale (issue 16)."""
     st.subheader("표준 담보 코드에 연결되지 않은 담보")
     st.caption("선택한 상품의 가입설계서에 있으나 표준 담보 코드에 연결되지 않은 담보입니다. 표기는 원문 그대로입니다.")
+    opened = st.session_state.get(OPEN_UNMATCHED_KEY) or set()
     for product in cmp.products:
         # the instances as read, in product order (no frame per rerun: a table per product is all it shows)
         found = cmp.unmatched.get(product.key, ())
-        with st.expander(f"{product.label} · {len(found)}건", expanded=False):
+        is_open = product.key in opened
+        st.button(f"{product.label} · {len(found)}건", key=f"unmatched_{product.key}", on_click=_toggle_unmatched,
+                  args=(product.key,), icon=":material/expand_less:" if is_open else ":material/expand_more:")
+        if not is_open:
+            continue
+        with st.container(border=True):
             if not found:
                 st.caption("이 상품의 가입설계서 담보는 모두 표준 코드에 연결되어 있습니다.")
                 continue

@@ -15,7 +15,7 @@ from typing import Any
 import jinja2
 import streamlit as st
 
-from core import condition_slots
+from core import condition_slots, config
 from core.catalog import Coverage
 from core.comparison import Comparison
 from core.conditions import LABELS, SLOTS
@@ -75,6 +75,35 @@ def _sources_dialog(coverage: Coverage, cells: Sequence[condition_slots.CellCond
     st.html(sources_html(coverage, cells))
 
 
+#: session key: which page of the chosen coverages the 지급 조건 section shows
+PAGE_KEY = "conditions_page"
+
+
+def pages(codes: Sequence[str], size: int) -> list[tuple[str, ...]]:
+    """The chosen codes in the chosen order, `size` at a time."""
+    return [tuple(codes[start:start + size]) for start in range(0, len(codes), size)]
+
+
+def _shown_codes(cmp: Comparison) -> tuple[str, ...]:
+    """The coverages whose conditions this rerun renders: all of them while they fit in
+    INCA_CONDITIONS_PAGE_COVERAGES, else one page chosen here (issue 16: at 10 x 50 the whole section
+    was 840 KB of HTML per rerun). The exports keep every coverage."""
+    chunks = pages([coverage.code for coverage in cmp.coverages], config.settings().conditions_page_coverages)
+    if len(chunks) <= 1:
+        return chunks[0] if chunks else ()
+    if not 0 <= (st.session_state.get(PAGE_KEY) or 0) < len(chunks):  # fewer coverages chosen since
+        st.session_state[PAGE_KEY] = 0
+    total = len(cmp.coverages)
+
+    def label(index: int) -> str:
+        first = index * len(chunks[0]) + 1
+        return f"{first}–{first + len(chunks[index]) - 1}번째 담보 ({chunks[index][0]} … {chunks[index][-1]})"
+
+    index = st.selectbox(f"선택한 담보 {total}개 중 조건을 볼 담보 (선택한 순서대로)", range(len(chunks)), key=PAGE_KEY,
+                         format_func=label)
+    return chunks[index]
+
+
 def conditions_section(cmp: Comparison, lock: str = "") -> None:
     """The table per coverage from the slots read with the cells (a phrase and its source label); the
     texts they cite are read for one coverage when its 원문 opens (issue 16: closed 원문 costs nothing)."""
@@ -87,7 +116,7 @@ def conditions_section(cmp: Comparison, lock: str = "") -> None:
     st.caption("대기기간·면책, 감액, 지급 횟수·한도, 갱신, 가입나이를 문서에 적힌 그대로 보여 줍니다. "
                "원문에서 찾지 못한 조건은 조건이 없다는 뜻이 아닙니다.")
     st.html(STYLE)
-    for coverage, cells in cmp.conditions(sources=False):
+    for coverage, cells in cmp.conditions(sources=False, codes=_shown_codes(cmp)):
         st.markdown(f"**{md(coverage.code)} · {md(coverage.name)}**")
         st.html(conditions_html(coverage, cells))
         if st.button("원문 보기", key=f"conditions_sources_{coverage.code}", icon=":material/description:"):
