@@ -17,14 +17,15 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 from urllib.parse import quote
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 
+from core import server_sizing
 from core.errors import ConfigError
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -107,6 +108,37 @@ class Settings(BaseSettings):
         default=31, gt=0, alias="INCA_VERIFY_OBJECTIVE_DAYS",
         description="Backup health: a restore verification must have passed within this many days (WARNING "
                     "beyond).", examples=[31])
+    # --- the embedded server's settings (core/server_sizing.py, docs/operations.md) ---
+    pg_settings: Annotated[dict[str, str] | None, NoDecode] = Field(
+        default=None, alias="INCA_PG_SETTINGS",
+        description="Embedded server only: overrides of the settings sized from this machine's memory and cores, "
+                    "as `name=value` pairs separated by commas (`shared_buffers`, `effective_cache_size`, "
+                    "`work_mem`, `maintenance_work_mem`, `max_parallel_workers_per_gather`, "
+                    "`max_parallel_maintenance_workers`, `max_parallel_workers`, `random_page_cost`, "
+                    "`max_wal_size`). Applied when the server starts, never to a running one. Unset: all sized "
+                    "(`python -m core status` shows them).",
+        examples=["shared_buffers=2GB,work_mem=32MB"])
+
+    @field_validator("pg_settings", mode="before")
+    @classmethod
+    def _pairs(cls, value: Any) -> Any:
+        # `a=1,b=2` (what fits in a compose file), or a mapping given in code
+        if not isinstance(value, str):
+            return value
+        pairs: dict[str, str] = {}
+        for item in filter(None, (part.strip() for part in value.split(","))):
+            name, sep, setting = item.partition("=")
+            if not sep or not name.strip() or not setting.strip():
+                raise ValueError(f"{item[:40]!r} is not name=value")
+            pairs[name.strip()] = setting.strip()
+        return pairs
+
+    @field_validator("pg_settings")
+    @classmethod
+    def _known_and_valid(cls, value: dict[str, str] | None) -> dict[str, str] | None:
+        return None if value is None else {name: server_sizing.check_override(name, setting)
+                                           for name, setting in value.items()}
+
     bench_server_url: SecretStr | None = Field(
         default=None, alias="INCA_BENCH_SERVER_URL",
         description="Benchmarks only: a superuser URL of the server the bench creates its databases on. Unset: "
@@ -146,7 +178,9 @@ def _describe(error: ValidationError) -> str:
     name = str(first["loc"][0]) if first.get("loc") else "a setting"
     field = next((f for f in Settings.model_fields.values() if f.alias == name), None)
     example = (field.examples or [field.default])[0] if field else None
-    what = str(first.get("msg", "invalid")).rstrip(".").lower()
+    # pydantic's own messages start with a capital; a validator's text keeps its case (units: 2GB, not 2gb)
+    what = str(first.get("msg", "invalid")).removeprefix("Value error, ").rstrip(".")
+    what = what[:1].lower() + what[1:]
     shown = first.get("input")
     shown = "" if isinstance(shown, dict) or name in _SECRET_SETTINGS else f"={str(shown)[:40]!r}"
     return f"{name}{shown} is not valid ({what}); set it to e.g. {example}"

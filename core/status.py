@@ -15,7 +15,7 @@ from sqlalchemy import text
 if TYPE_CHECKING:
     import pandas as pd
 
-from core import backup_folder, config, data_quality, db, inventory
+from core import backup_folder, config, data_quality, db, embedded, inventory, server_sizing
 from core.errors import IncaError
 from core.inventory import COUNTED_TABLES, live_counts
 from core.lock import BROKEN, INTACT, UNLOADED, UNPROVEN, LockState, read_lock, reuse_while_unwritten
@@ -48,6 +48,11 @@ class DatabaseInfo:
     replay_lsn: str | None = None  # standby: WAL replayed (what the queries see)
     caught_up: bool | None = None  # standby: everything received is replayed
     wal_lsn: str | None = None  # primary: pg_current_wal_lsn() (compare with a standby's replay_lsn)
+    #: the settings core/server_sizing.py sizes, as the server runs them (name -> current_setting)
+    server_settings: dict[str, str] = field(default_factory=dict)
+    #: embedded only: sized settings the running server does not have (name -> the value its next start
+    #: takes); a server shared by other processes is never restarted under them
+    server_settings_next_start: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -180,6 +185,9 @@ def collect(fresh: bool = True, include_backups: bool = True) -> StatusReport:
             database.read_only_transaction = info.transaction_read_only == "on"
             database.reader_select_only = bool(info.reader_select_only)
             _replication(conn, database)
+            _server_settings(conn, database, sized=embedded.sized_settings() if conns.embedded else None)
+            if database.server_settings_next_start:
+                report.problems.append(next_start_line(database))
             database.leftover_scratch_databases = leftover_scratch_databases(conn)
             database.schema_version = inventory.applied_version(conn)
             database.schema_latest = inventory.latest_version()
@@ -267,6 +275,31 @@ def _replication(conn: Any, database: DatabaseInfo) -> None:
     database.last_replayed_at = None if row.replayed_at is None else row.replayed_at.isoformat()
     database.receive_lsn, database.replay_lsn, database.wal_lsn = row.receive_lsn, row.replay_lsn, row.wal_lsn
     database.caught_up = None if row.caught_up is None else bool(row.caught_up)
+
+
+_SERVER_SETTINGS = text("SELECT name, current_setting(name) FROM unnest(CAST(:names AS text[])) AS name")
+
+
+def _server_settings(conn: Any, database: DatabaseInfo, sized: list[server_sizing.Sized] | None) -> None:
+    """The sized settings as the server runs them; for the embedded server, those that differ from its sizing."""
+    database.server_settings = {str(name): str(value) for name, value in
+                                conn.execute(_SERVER_SETTINGS, {"names": list(server_sizing.CHECKS)})}
+    database.server_settings_next_start = {
+        item.name: item.value for item in sized or ()
+        if not server_sizing.same_value(item.name, item.value, database.server_settings.get(item.name, ""))}
+
+
+def next_start_line(database: DatabaseInfo) -> str:
+    """One line: the embedded server runs with other settings than sized, and when they apply."""
+    differ = ", ".join(f"{name} {database.server_settings.get(name)} (next start: {value})"
+                       for name, value in database.server_settings_next_start.items())
+    return (f"the embedded server runs with settings other than those sized for it: {differ}. It was started "
+            "before they changed or by another process, and is never restarted under the processes using it: "
+            "they apply when it next starts (docs/operations.md, server settings)")
+
+
+def settings_line(database: DatabaseInfo) -> str:
+    return ", ".join(f"{name} {value}" for name, value in database.server_settings.items()) or "—"
 
 
 def replication_line(database: DatabaseInfo) -> str:
@@ -384,6 +417,7 @@ def render_text(report: StatusReport) -> str:
                      f"reader {database.reader_role} read-only={database.read_only_transaction} "
                      f"select-only={database.reader_select_only}")
         lines.append(f"role:      {replication_line(database)}")
+        lines.append(f"settings:  {settings_line(database)}")
     if report.counts:
         lines.append("rows:      table                         live   expected")
         for row in report.counts:
