@@ -406,6 +406,13 @@ def test_status_page_shows_intact_lock(loaded_db: Database) -> None:
     scope = next(element.value for element in at.html if "잠금 범위" in element.value)
     for relation in ("amount_fact", "evidence_ref", "insurer", "coverage_canonical", "audit_runs", "condition_phrase"):
         assert relation in scope
+    # the settings the server runs with, as the server itself reports them (issue 16.4)
+    with psycopg.connect(db.psycopg_conninfo(loaded_db.admin), autocommit=True) as conn:
+        shown = {name: conn.execute("SELECT current_setting(%s)", (name,)).fetchone()[0]
+                 for name in ("shared_buffers", "work_mem")}
+    database = next(element.value for element in at.html if "서버 설정" in element.value)
+    for name, value in shown.items():
+        assert f"{name} {value}" in database
 
 
 @pytest.fixture

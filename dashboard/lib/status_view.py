@@ -103,6 +103,8 @@ def database_section(report: StatusReport) -> None:
         ("읽기 역할", database.reader_role),
         ("읽기 전용 트랜잭션", _yes_no(database.read_only_transaction)),
         ("SELECT 전용 역할", _yes_no(database.reader_select_only)),
+        # what the server runs with (the embedded one sized for this machine, docs/operations.md)
+        ("서버 설정", ", ".join(f"{name} {value}" for name, value in database.server_settings.items()) or None),
     ]))
     for problem in report.problems:
         st.warning(md(problem))
