@@ -74,10 +74,12 @@ class Settings(BaseSettings):
         description="Compare page: the product picker lists every product up to this many; beyond, it lists "
                     "the products of the insurers chosen first (as many insurers as fit). URL `?p=` keys "
                     "always work.", examples=[500])
+    # 7: the default selection's codes on one page; at 10 products x 50 codes the compare page then
+    # stays under 500 KB a rerun at 1 M facts (bench/pages.py, docs/performance.md)
     conditions_page_coverages: int = Field(
-        default=10, ge=1, le=200, alias="INCA_CONDITIONS_PAGE_COVERAGES",
+        default=7, ge=1, le=200, alias="INCA_CONDITIONS_PAGE_COVERAGES",
         description="Compare page: the 지급 조건 section shows this many chosen coverages at once, in the chosen "
-                    "order; the rest are reached by page (the exports hold every one).", examples=[10])
+                    "order; the rest are reached by page (the exports hold every one).", examples=[7])
     standby_proof_interval_s: int = Field(
         default=30, ge=0, alias="INCA_STANDBY_PROOF_INTERVAL_S",
         description="On a hot standby: page views rerun the lock's full proof at most once per this many seconds "
