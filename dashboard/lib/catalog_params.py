@@ -49,7 +49,8 @@ class Parsed:
 def _unknown(kind: str, value: str, choices: Sequence[str]) -> str:
     near = selection.closest(value, choices)
     hint = f" (비슷한 값: {', '.join(near)})" if near else ""
-    return f"URL의 {kind} '{selection.echo(value)}'을(를) 알 수 없어 제외했습니다{hint}."
+    # the value first, then the sentence: no particle has to follow a word the user typed
+    return f"URL에서 알 수 없는 {kind} 값을 제외했습니다: '{selection.echo(value)}'{hint}"
 
 
 def _cleaned(values: list[str], kind: str, problems: list[str]) -> list[str]:
@@ -59,8 +60,8 @@ def _cleaned(values: list[str], kind: str, problems: list[str]) -> list[str]:
         try:
             found.append(selection.clean(value, kind))
         except SelectionError as error:
-            problems.append(f"URL의 {kind} '{error.bad_value or selection.echo(value)}'을(를) 쓸 수 없어 제외했습니다: "
-                            f"{error}")
+            problems.append(f"URL에서 쓸 수 없는 {kind} 값을 제외했습니다: '{error.bad_value or selection.echo(value)}' "
+                            f"({error})")
     return [value for value in found if value]
 
 
@@ -102,7 +103,7 @@ def parse(get_all: Callable[[str], list[str]], categories: Sequence[str],
             page = int(raw)
         else:
             shown = selection.echo(raw.encode("unicode_escape").decode("ascii"))  # control characters escaped
-            problems.append(f"URL의 페이지 '{shown}'은(는) 1 이상의 페이지 번호가 아니어서 1페이지를 보여 줍니다.")
+            problems.append(f"URL의 페이지 값이 1 이상의 페이지 번호가 아니어서 1페이지를 보여 줍니다: '{shown}'")
             page = 1
     # nothing usable in a parameter: as if it were absent (the session's view or the defaults)
     return Parsed(query, tuple(chosen_categories) or None, tuple(chosen_insurers) or None, page, problems)
