@@ -14,7 +14,7 @@ import streamlit as st
 
 from core.data_quality import MARKER, NOTICE
 from core.errors import IncaError
-from core.status import BackupSummary, StatusReport, backup_frame, backup_health, collect, replication_line
+from core.status import BackupSummary, StatusReport, backup_frame, backup_health, collect, replication_line, settings_line
 from dashboard.lib import data, guard, table
 from dashboard.lib.text import md
 
@@ -104,7 +104,7 @@ def database_section(report: StatusReport) -> None:
         ("읽기 전용 트랜잭션", _yes_no(database.read_only_transaction)),
         ("SELECT 전용 역할", _yes_no(database.reader_select_only)),
         # what the server runs with (the embedded one sized for this machine, docs/operations.md)
-        ("서버 설정", ", ".join(f"{name} {value}" for name, value in database.server_settings.items()) or None),
+        ("서버 설정", settings_line(database)),
     ]))
     for problem in report.problems:
         st.warning(md(problem))
