@@ -102,7 +102,7 @@ def _instances(raw: psycopg.Connection) -> Iterator[tuple[Any, str, list[_Snippe
 #   (own_full_name, compared whitespace-free with a line of the snippet), so it is kept only when one
 #   of those two strings occurs in its whitespace-free text.
 # Dropping a text that contributes nothing changes no result: each source is read on its own, and the
-# phrases are ordered by source position, which the kept sources keep. tests/test_conditions_load.py
+# phrases are ordered by source position, which the kept sources keep. tests/test_streamed_load.py
 # proves the rows equal on the real dataset and the tiny market.
 
 def _required(items: Any) -> list[frozenset[str]]:
