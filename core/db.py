@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import contextlib
+import select
+import time
 from collections.abc import Iterator
+from typing import Any
 
 import psycopg
-from sqlalchemy import Engine, create_engine, text
+from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import URL
-from sqlalchemy.exc import DBAPIError, OperationalError, ProgrammingError
+from sqlalchemy.exc import DBAPIError, DisconnectionError, OperationalError, ProgrammingError
 
 from core import config, embedded
 from core.config import Connections
@@ -41,10 +44,49 @@ def _engine(url: URL, read_only: bool) -> Engine:
     connect_args: dict[str, object] = {"connect_timeout": 5, "application_name": "inca-rag-scope"}
     if read_only:
         connect_args["options"] = _reader_options()
-    # pool_pre_ping: a restarted server costs one failed ping, not a user-visible error.
-    engine = create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=5, connect_args=connect_args)
+    engine = create_engine(url, pool_size=5, max_overflow=5, connect_args=connect_args)
+    _ping_when_idle(engine)
     _engines[key] = engine
     return engine
+
+
+#: a pooled connection back in use within this many seconds is not pinged first (HikariCP's default window)
+PING_AFTER_IDLE_S = 0.5
+_RETURNED_AT = "inca_returned_at"
+
+
+def _has_news(dbapi_connection: Any) -> bool:
+    """Whether the server wrote to an idle connection: a terminated backend or a stopping server sends its
+    FATAL message and closes the socket, which makes it readable; a healthy idle one has nothing to say.
+    One poll of the socket, no round trip."""
+    try:
+        readable, _, _ = select.select([dbapi_connection.pgconn.socket], [], [], 0)
+    except (OSError, ValueError, psycopg.Error):  # no socket any more: certainly not usable as it is
+        return True
+    return bool(readable)
+
+
+def _ping_when_idle(engine: Engine) -> None:
+    """A restarted server costs one failed ping, not a user-visible error; but only a connection that sat
+    idle, or that the server wrote to while idle, is pinged. pool_pre_ping pinged on every checkout: one
+    extra round trip per query, the largest part of a small read's time (evidence of one coverage). A
+    connection returned less than PING_AFTER_IDLE_S ago with nothing to read was just used successfully."""
+
+    @event.listens_for(engine, "connect")
+    @event.listens_for(engine, "checkin")
+    def _returned(_dbapi_connection: Any, record: Any) -> None:  # a new connection was just proven too
+        record.info[_RETURNED_AT] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def _checked_out(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+        returned = record.info.pop(_RETURNED_AT, None)
+        if (returned is not None and time.monotonic() - returned < PING_AFTER_IDLE_S
+                and not _has_news(dbapi_connection)):
+            return
+        try:
+            engine.dialect.do_ping(dbapi_connection)  # what pool_pre_ping runs (autocommit, SELECT 1)
+        except psycopg.Error as error:
+            raise DisconnectionError(str(error)) from error  # the pool replaces the connection and retries
 
 
 def reader_engine() -> Engine:

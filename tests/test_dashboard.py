@@ -476,7 +476,8 @@ def test_retry_after_the_database_is_back(loaded_db: Database, monkeypatch: pyte
 def test_next_rerun_works_after_the_server_dropped_every_connection(loaded_db: Database, server: PgServer) -> None:
     at = run(new_app())
     with psycopg.connect(server.conninfo(), autocommit=True) as conn:  # what a restart does to pooled connections
-        conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s AND pid <> "
+        # each backend gone (5 s at most) before the rerun, as a restarted server's are before it accepts again
+        conn.execute("SELECT pg_terminate_backend(pid, 5000) FROM pg_stat_activity WHERE datname = %s AND pid <> "
                      "pg_backend_pid()", (loaded_db.name,))
     at.multiselect(key="sel_codes").set_value(["A4102", "A4209"])  # not cached: needs a new connection
     run(at)
