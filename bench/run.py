@@ -75,19 +75,13 @@ FLOOR_SQL = """
 # statement): the slots' statuses and the phrases with their kind, document type, page and span in
 # stored order, without the text of the snippets they cite (read with a coverage's 원문), in the same
 # two text columns compare reads (it decodes them only for the cells it shows), flat, into tuples.
+# The least SQL that returns them is a read of schema 012's comparison_cell, where the audited load
+# materialized exactly those columns per instance (compare reads the same view).
 CELLS_FLOOR_SQL = """
-    SELECT p.product_key, ci.coverage_code, ci.coverage_name_raw, af.status, af.value_text, pe.doc_type, pe.page,
-           (SELECT count(*) FROM evidence_ref e WHERE e.instance_id = ci.instance_id),
-           (SELECT string_agg(cs.slot || ':' || cs.status, ',') FROM condition_slot cs
-            WHERE cs.instance_id = ci.instance_id),
-           (SELECT json_agg(json_build_array(cp.slot, cp.phrase, cp.source_kind, cp.doc_type, cp.page, cp.start_pos,
-                                             cp.end_pos) ORDER BY cp.slot, cp.ordinal)::text
-            FROM condition_phrase cp WHERE cp.instance_id = ci.instance_id)
-    FROM product p
-    JOIN coverage_instance ci ON ci.product_id = p.product_id
-    JOIN amount_fact af ON af.instance_id = ci.instance_id
-    LEFT JOIN evidence_ref pe ON pe.evidence_id = af.evidence_id AND af.status = 'CONFIRMED'
-    WHERE p.product_key = ANY(%(products)s) AND ci.coverage_code = ANY(%(codes)s)
+    SELECT product_key, coverage_code, coverage_name_raw, status, value_text, proposal_doc_type, proposal_page,
+           snippet_count, slot_statuses, slot_phrases
+    FROM comparison_cell
+    WHERE product_key = ANY(%(products)s) AND coverage_code = ANY(%(codes)s)
 """
 #: random selections per pass (cold, then warm)
 PASS_SELECTIONS = 40

@@ -378,6 +378,16 @@ _CELLS_SQL = """
                              AND pe.instance_id = ci.instance_id
     WHERE p.product_key = ANY(CAST(%(product_keys)s AS text[])) AND {codes}
 """
+# Cells only from schema 012's comparison_cell, when the database has it: the same columns under the same
+# names, materialized by the audited load (one row per instance, stored in (product, code) order and
+# indexed so), instead of six index probes per instance. Aliased `ci` so the constant code filters apply.
+_VIEW_CELLS_SQL = """
+    SELECT ci.product_key, ci.coverage_code, ci.coverage_name_raw, ci.status, ci.value_text, ci.source_doc_type,
+           ci.source_priority, ci.proposal_doc_type, ci.proposal_page, ci.proposal_source_file, ci.snippet_count,
+           ci.variant, ci.slot_statuses, ci.slot_phrases
+    FROM comparison_cell ci
+    WHERE ci.product_key = ANY(CAST(%(product_keys)s AS text[])) AND {codes}
+"""
 #: compare(..., with_unmatched=UNMATCHED_LIST): the uncoded coverages without their evidence
 UNMATCHED_LIST = "list"
 _new_tuple = tuple.__new__  # builds a named tuple from an iterable at C speed (what NamedTuple._make does)
@@ -444,13 +454,18 @@ class _Fetched(NamedTuple):
     slots: bool
 
 
-#: key in a pooled connection's `info`: its database has the slots table (schema 011; never dropped,
-#: so a True is kept for the connection's life; until then each comparison asks)
+#: keys in a pooled connection's `info`: its database has the slots table (schema 011), the comparison
+#: cells (schema 012); neither is ever dropped, so a True is kept for the connection's life; until then
+#: each comparison asks (in its pipeline)
 _SLOTS_PRESENT = "inca_condition_slot_present"
-_HAS_SLOTS = "SELECT to_regclass('public.condition_slot') IS NOT NULL AS present"
+_CELLS_PRESENT = "inca_comparison_cell_present"
+_HAS_SLOTS = ("SELECT to_regclass('public.condition_slot') IS NOT NULL AS present, "
+              "to_regclass('public.comparison_cell') IS NOT NULL AS cells")
 
 
-def _sql(include_evidence: bool, codes_filter: str, slots: bool) -> str:
+def _sql(include_evidence: bool, codes_filter: str, slots: bool, cells_view: bool = False) -> str:
+    if cells_view and not include_evidence:  # schema 012: the slots are columns of the view
+        return _VIEW_CELLS_SQL.format(codes=codes_filter)  # constants only
     template = _COMPARE_SQL if include_evidence else _CELLS_SQL
     slot_select = condition_slots.slot_sql(include_evidence) if slots else ""
     return template.format(codes=codes_filter, slot_select=slot_select)  # constants only
@@ -472,6 +487,7 @@ def _fetch(conn: Any, asked: selection.Request | Selection, with_unmatched: bool
     listed = with_unmatched == UNMATCHED_LIST  # the uncoded coverages by their own query, without evidence
     codes_filter = _CODES_FILTER[(every_code, bool(with_unmatched) and not listed)]
     slots_known = bool(conn.connection.info.get(_SLOTS_PRESENT))
+    cells_known = bool(conn.connection.info.get(_CELLS_PRESENT))
     if resolved is not None:
         keys, codes = resolved.product_keys, resolved.codes or []
     else:
@@ -488,12 +504,12 @@ def _fetch(conn: Any, asked: selection.Request | Selection, with_unmatched: bool
                 coverage_rows = _cursor(driver).execute(catalog.NAMED_COVERAGES_QUERY, {"codes": asked.lookup_codes})
         if every_code:
             all_coverages = _cursor(driver).execute(catalog.COVERAGES_QUERY)
-        if not slots_known:
+        if not (slots_known and cells_known):
             has_slots = _cursor(driver).execute(_HAS_SLOTS)
         lock = _cursor(driver).execute(LOCK_QUERY, dict(LOCK_PARAMS))
         # Resolved keys are product keys; typed values that are not keys simply match no row.
         spoken = {"product_keys": [key for key in keys if isinstance(key, str)], "codes": codes}
-        cells = _cursor(driver).execute(_sql(include_evidence, codes_filter, slots_known), spoken)
+        cells = _cursor(driver).execute(_sql(include_evidence, codes_filter, slots_known, cells_known), spoken)
         uncoded = _cursor(driver).execute(_UNMATCHED_SQL, spoken) if listed else None
         # evidence findings of the chosen products (issue 13): a small table, in the same snapshot
         findings = driver.cursor(binary=True, row_factory=dict_row).execute(
@@ -503,18 +519,24 @@ def _fetch(conn: Any, asked: selection.Request | Selection, with_unmatched: bool
                                          None if coverage_rows is None else coverage_rows.fetchall())
     if every_code:
         resolved = Selection(resolved.products, tuple(catalog.coverages_from_rows(all_coverages.fetchall())))
-    slots = slots_known or bool(has_slots.fetchone().present)
+    schema = None if has_slots is None else has_slots.fetchone()
+    slots = slots_known or bool(schema.present)
+    cells_view = cells_known or bool(schema.cells)
     if slots:
         conn.connection.info[_SLOTS_PRESENT] = True
+    if cells_view:
+        conn.connection.info[_CELLS_PRESENT] = True
     lock_row, rows, finding_rows = lock.fetchone(), cells.fetchall(), findings.fetchall()
     unmatched_rows = [] if uncoded is None else uncoded.fetchall()
     asked_again = resolved.product_keys != keys or not set(resolved.codes or ()) <= set(codes)
+    # the cells statement read the live tables where the view was just found: the same rows, read again
+    # from the view only on the next comparison (what was read is already right)
     if asked_again or slots != slots_known:
         # an insurer or a name was given (or the slots table was just found): ask again with the
         # resolved keys and codes, in the same snapshot (a second round trip)
         resolved_params = {"product_keys": resolved.product_keys, "codes": resolved.codes or []}
         with driver.pipeline():
-            cells = _cursor(driver).execute(_sql(include_evidence, codes_filter, slots), resolved_params)
+            cells = _cursor(driver).execute(_sql(include_evidence, codes_filter, slots, cells_view), resolved_params)
             uncoded = _cursor(driver).execute(_UNMATCHED_SQL, resolved_params) if listed and asked_again else None
             findings = driver.cursor(binary=True, row_factory=dict_row).execute(
                 data_quality.FINDINGS_QUERY, {"every": False, "names": resolved.product_keys}) if asked_again else None

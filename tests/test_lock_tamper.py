@@ -72,6 +72,14 @@ TAMPER: list[tuple[str, list[str]]] = [
         "CREATE MATERIALIZED VIEW insurer_status_count AS SELECT insurer_key, 'X'::text AS insurer_name, confirmed, "
         "unconfirmed, unmatched FROM insurer_status_count_old",
         "GRANT SELECT ON insurer_status_count TO inca_read")),
+    # the comparison cells (schema 012) replaced by a copy with one amount changed: what compare's table reads
+    ("replace-comparison-cells", _sql(
+        "ALTER MATERIALIZED VIEW comparison_cell RENAME TO comparison_cell_old",
+        "CREATE MATERIALIZED VIEW comparison_cell AS SELECT product_key, coverage_code, coverage_name_raw, status, "
+        "CASE WHEN status = 'CONFIRMED' THEN '9억원' ELSE value_text END AS value_text, source_doc_type, "
+        "source_priority, proposal_doc_type, proposal_page, proposal_source_file, snippet_count, variant, "
+        "slot_statuses, slot_phrases FROM comparison_cell_old",
+        "GRANT SELECT ON comparison_cell TO inca_read")),
     # triggers disabled by the superuser
     ("triggers-disabled", _sql("ALTER TABLE document DISABLE TRIGGER ALL", "UPDATE document SET title = 'X'",
                                "ALTER TABLE document ENABLE TRIGGER ALL")),

@@ -26,7 +26,7 @@ from core.ops.dataset import COLUMNS, TABLE_ORDER, LoadBundle, read_bundle
 from core.ops.load_audit import StreamAudit, pre_audit
 
 __all__ = ["LOAD_AUDIT_NAME", "LoadResult", "Progress", "ensure_loaded", "load", "load_bundle", "open_audited",
-           "pre_audit"]
+           "pre_audit", "refresh_cells"]
 
 LOAD_AUDIT_NAME = "inca_load_audit"
 _LOAD_LOCK_KEY = 0x1ACA_0002
@@ -133,6 +133,18 @@ def _refresh_search_vectors(conn: Connection) -> None:
         conn.execute(text(f"REFRESH MATERIALIZED VIEW {view}"))  # constant names above, never input
 
 
+#: schema 012's comparison cells (one row per coverage instance: amount, proposal source, slots), derived
+#: from the amounts, the snippets and the condition slots: refreshed after the slots are derived
+CELL_VIEWS = ("comparison_cell",)
+
+
+def refresh_cells(conn: Connection) -> None:
+    """Recompute the comparison cells from the rows and condition slots of this transaction (the load's, or
+    the upgrade's after a derivation step): the view holds exactly what the cells-only read returned."""
+    for view in CELL_VIEWS:
+        conn.execute(text(f"REFRESH MATERIALIZED VIEW {view}"))  # constant names above, never input
+
+
 def _refuse_other_dataset(conn: Connection, bundle: LoadBundle) -> None:
     """A locked database is never reloaded: a different dataset is an error, the same one a no-op."""
     held = conn.execute(
@@ -216,6 +228,8 @@ def load_bundle(bundle: LoadBundle, engine: Engine, progress: Progress | None = 
             with phase("summaries and search vectors"):
                 _refresh_summaries(conn)
                 _refresh_search_vectors(conn)
+            with phase("comparison cells"):
+                refresh_cells(conn)
             with phase("fingerprint"):
                 fingerprint = conn.execute(text("SELECT inca_amount_fact_fingerprint()")).scalar_one()
             audit_run_id = _record_audit(conn, bundle, audit.insurer_keys, counts, fingerprint)

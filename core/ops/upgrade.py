@@ -4,7 +4,8 @@ One transaction, opened like the audited load (the load's advisory lock, then th
 as recorded so far is proven INTACT (an upgrade never launders a change into a new record):
 1. every pending derivation step of UPGRADE_STEPS writes the rows it derives from the locked rows
    already there (condition slots, evidence findings) and audits them; no step touches an amount
-   fact: the amount fingerprint is computed before and after and must not move;
+   fact: the amount fingerprint is computed before and after and must not move; after any step the
+   comparison cells (schema 012, which carry the condition slots) are recomputed, as the load does;
 2. one `audit_runs` row of kind 'upgrade' records what was done;
 3. the full lock is recorded (schema 008) over every locked relation, new ones included, so the
    result is exactly what a fresh load of this version records.
@@ -24,7 +25,7 @@ from core import db, lock
 from core.errors import AuditFailed, LockBroken, SchemaMissing
 from core.inventory import live_counts
 from core.ops import conditions_load, findings_load, lock_record, migrate
-from core.ops.loader import _LOAD_LOCK_KEY, open_audited
+from core.ops.loader import _LOAD_LOCK_KEY, open_audited, refresh_cells
 
 UPGRADE_AUDIT_NAME = "inca_upgrade_audit"
 
@@ -94,6 +95,8 @@ def _upgrade_in(conn: Connection) -> UpgradeResult:
     written: dict[str, int] = {}
     for step in pending:
         written |= step.run(conn)
+    if pending:  # the comparison cells carry the condition slots: recomputed over what the steps wrote
+        refresh_cells(conn)
     after = conn.execute(text("SELECT inca_amount_fact_fingerprint()")).scalar_one()
     if after != before:
         raise AuditFailed("upgrade audit failed: the amount fingerprint moved; nothing was changed",
