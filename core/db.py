@@ -184,6 +184,12 @@ def read() -> Iterator[object]:
     conns = connections()
     with translate_errors(conns.reader), _engine(conns.reader, True).connect() as conn:
         yield conn
+        # A read that succeeded ends with COMMIT rather than the pool's ROLLBACK: a read-only transaction
+        # has nothing to keep either way, but psycopg forgets every prepared statement of the connection
+        # on a rollback, so each comparison planned its five statements again (~4 ms of a ~8 ms
+        # cells-only comparison at a million facts; docs/performance.md). A failed read still rolls back.
+        conn.commit()  # SQLAlchemy's transaction, when it began one
+        conn.connection.driver_connection.commit()  # the driver's, when compare() used it directly
 
 
 def ping(url: URL, read_only: bool = True) -> str:
