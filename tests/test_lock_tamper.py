@@ -88,10 +88,14 @@ TAMPER: list[tuple[str, list[str]]] = [
                               "SELECT pg_stat_reset()")),
     ("table-statistics-reset", _sql(REPLICA, "UPDATE insurer SET name_ko = 'X' WHERE insurer_key = 'db'",
                                     "SELECT pg_stat_reset_single_table_counters('insurer'::regclass)")),
-    # the owner rewrites a column: no tuple counter moves, only the file number
+    # the owner rewrites a column: no tuple counter moves, only the file number (the comparison cells of
+    # schema 012 depend on the column, so PostgreSQL refuses the rewrite until the owner drops them; the
+    # owner then rebuilds them from their migration, over the rewritten amounts)
     ("owner-table-rewrite", _sql(
+        "DROP MATERIALIZED VIEW comparison_cell",
         "ALTER TABLE amount_fact ALTER COLUMN value_text TYPE text USING CASE WHEN status = 'CONFIRMED' "
-        "THEN '5,000만원' ELSE value_text END")),
+        "THEN '5,000만원' ELSE value_text END",
+        (PROJECT / "core" / "schema" / "012_comparison_cell.sql").read_text(encoding="utf-8"))),
 ]
 
 
