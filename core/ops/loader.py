@@ -141,8 +141,13 @@ CELL_VIEWS = ("comparison_cell",)
 def refresh_cells(conn: Connection) -> None:
     """Recompute the comparison cells from the rows and condition slots of this transaction (the load's, or
     the upgrade's after a derivation step): the view holds exactly what the cells-only read returned."""
+    # Without parallel workers: each worker would build the same three aggregate hash tables again (a
+    # parallel hash join shares only its own), which took 23 s against 18 s serial at a million facts.
+    previous = conn.execute(text("SELECT current_setting('max_parallel_workers_per_gather')")).scalar_one()
+    conn.execute(text("SET LOCAL max_parallel_workers_per_gather = 0"))
     for view in CELL_VIEWS:
         conn.execute(text(f"REFRESH MATERIALIZED VIEW {view}"))  # constant names above, never input
+    conn.execute(text("SELECT set_config('max_parallel_workers_per_gather', :value, true)"), {"value": previous})
 
 
 def _refuse_other_dataset(conn: Connection, bundle: LoadBundle) -> None:
