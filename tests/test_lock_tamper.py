@@ -221,3 +221,19 @@ def test_upgrade_records_the_full_lock_of_an_earlier_load(fresh_loaded_db: Datab
     assert second.returncode == 0 and "nothing changed" in second.stdout
     after = collect(include_backups=False)
     assert after.lock_state == "INTACT" and after.lock.scope == "full" and after.ok, after.problems
+
+
+def test_a_full_proof_digests_each_locked_relation_once(loaded_db: Database) -> None:
+    """`(f(x)).*` would call the digest once per output column: every row of every relation read twice."""
+    from sqlalchemy import text
+
+    from core import lock
+
+    with db.admin_engine().connect() as conn:
+        conn.execute(text("SET LOCAL track_functions = 'all'"))
+        relations = list(conn.execute(text("SELECT relname FROM inca_locked_relation")).scalars())
+        digests = lock.relation_digests(conn, [*relations, "no_such_relation"])
+        calls = conn.execute(text("SELECT calls FROM pg_stat_xact_user_functions "
+                                  "WHERE funcname = 'inca_relation_digest'")).scalar_one()
+    assert set(digests) == set(relations)
+    assert calls == len(relations)
