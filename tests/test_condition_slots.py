@@ -120,13 +120,13 @@ def test_a_changed_phrase_makes_the_lock_broken(fresh_loaded_db: Database) -> No
 
 
 def test_a_phrase_that_is_not_its_source_fails_the_load(fresh_db: Database, monkeypatch: pytest.MonkeyPatch) -> None:
-    real = conditions_load.extract_conditions
+    real = conditions_load.combine
 
-    def shifted(raw_name: str, snippets: Any) -> Any:  # every span one character off its phrase
-        return {slot: replace(result, phrases=tuple(replace(p, start=p.start + 1, end=p.end + 1) for p in result.phrases))
-                for slot, result in real(raw_name, snippets).items()}
+    def shifted(own_sources: Any, hits: Any) -> Any:  # every span one character off its phrase
+        return tuple((status, tuple((index, a + 1, b + 1, phrase) for index, a, b, phrase in found))
+                     for status, found in real(own_sources, hits))
 
-    monkeypatch.setattr(conditions_load, "extract_conditions", shifted)
+    monkeypatch.setattr(conditions_load, "combine", shifted)
     with pytest.raises(AuditFailed, match="condition audit failed"):
         loader.load()
     with db.admin_engine().connect() as conn:

@@ -1,6 +1,8 @@
 """The streamed load (issue 16): a bundle read batch by batch loads exactly what the held bundle loads,
 a bad row anywhere in a stream is refused with nothing loaded, and the load holds one batch at a time.
-The condition-slot prefilter changes no row: proved here on the real dataset and the tiny market."""
+The condition slots' load path (sources without hits left out, supporting pairs tried up front, the
+literal checks of find_phrases) writes exactly the plain extractor's rows: proved here on the real
+dataset, the tiny market and generated texts."""
 
 from __future__ import annotations
 
@@ -12,11 +14,13 @@ from typing import Any
 
 import psycopg
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from bench import market
 from core import db, lock
 from core.conditions import SLOTS, SourceText, extract_conditions
-from core.conditions.rules import find_phrases
+from core.conditions.rules import CHECKED, PATTERNS, find_phrases, may_match
 from core.errors import AuditFailed
 from core.ops import conditions_load, dataset, loader
 from core.ops.dataset import TABLE_ORDER, Batch, LoadBundle
@@ -168,27 +172,94 @@ def _instances(bundle: LoadBundle) -> Iterator[tuple[str, list[conditions_load._
 
 
 def _rows(results: dict[str, Any], evidence_ids: list[Any]) -> list[tuple[Any, ...]]:
-    return [(slot, results[slot].status, [(evidence_ids[p.source_index], p.source_kind, p.doc_type, p.page, p.ordinal,
+    return [(slot, results[slot].status, [(evidence_ids[p.source_index], p.source_kind, p.doc_type, p.page,
                                            p.start, p.end, p.text) for p in results[slot].phrases]) for slot in SLOTS]
 
 
+def _shape_rows(shape: Any, kept: list[Any]) -> list[tuple[Any, ...]]:
+    """The load's rows for one instance (conditions_load.conditions_of), in the shape of _rows."""
+    phrases: dict[str, list[Any]] = defaultdict(list)
+    for slot, ordinal, index, a, b, phrase in shape.phrases:
+        assert ordinal == len(phrases[slot])
+        source = kept[index]
+        phrases[slot].append((None, "raw_name", None, None, a, b, phrase) if source is None else
+                             (source.evidence_id, "evidence", source.doc_type, source.page, a, b, phrase))
+    return [(slot, status, phrases[slot]) for slot, status in shape.slots]
+
+
+def _plain_find_phrases(slot: str, text: str) -> list[tuple[int, int]]:
+    """find_phrases without the literal checks: every pattern run over the whole text."""
+    taken: list[tuple[int, int]] = []
+    for pattern in PATTERNS[slot]:
+        for match in pattern.finditer(text):
+            if match.end() > match.start() and not any(s < match.end() and match.start() < e for s, e in taken):
+                taken.append((match.start(), match.end()))
+    return sorted(taken)
+
+
 @pytest.mark.parametrize("source", ["real", "tiny"])
-def test_the_prefilter_changes_no_condition_row(source: str) -> None:
+def test_the_load_path_writes_what_the_plain_extractor_finds(source: str) -> None:
+    """conditions_of (sources without hits left out, supporting pairs tried up front or on the way, the
+    verdict shared between instances) gives every instance exactly extract_conditions' rows."""
     bundle = dataset.read_bundle(DATASET) if source == "real" else market.generate("tiny", seed=8, progress=False)
+    instances = list(_instances(bundle))
+    supporting = conditions_load.supporting_pairs(
+        sorted({raw_name for raw_name, _snippets in instances}),
+        sorted({s.snippet for _raw, snippets in instances for s in snippets if s.doc_type != "가입설계서"}))
     skipped = 0
-    for raw_name, snippets in _instances(bundle):
+    for raw_name, snippets in instances:
         everything = extract_conditions(raw_name, [SourceText("evidence", s.doc_type, s.page, s.ordinal, s.snippet)
                                                    for s in snippets])
-        filtered, evidence_ids = conditions_load.conditions_of(raw_name, snippets)
-        assert _rows(filtered, evidence_ids) == _rows(everything, [None, *(s.evidence_id for s in snippets)]), raw_name
-        skipped += len(snippets) + 1 - len(evidence_ids)
-    assert skipped > 0  # the prefilter did drop texts
+        expected = _rows(everything, [None, *(s.evidence_id for s in snippets)])
+        for pairs in (None, supporting):
+            shape, kept = conditions_load.conditions_of(raw_name, snippets, pairs)
+            assert _shape_rows(shape, kept) == expected, raw_name
+        skipped += len(snippets) + 1 - len(kept)
+    assert skipped > 0 and supporting  # texts were left out, and some supporting pairs do yield hits
 
 
 @pytest.mark.parametrize("source", ["real", "tiny"])
-def test_a_text_the_prefilter_rules_out_holds_no_phrase(source: str) -> None:
+def test_the_literal_checks_never_skip_a_match(source: str) -> None:
     bundle = dataset.read_bundle(DATASET) if source == "real" else market.generate("tiny", seed=8, progress=False)
     texts = {row[5] for row in bundle.table("coverage_instance")} | {row[5] for row in bundle.table("evidence_ref")}
-    ruled_out = [text for text in texts if not conditions_load.may_hold_phrase(text)]
-    assert ruled_out and not [text for text in ruled_out if any(find_phrases(slot, text) for slot in SLOTS)]
-    assert all(conditions_load.may_hold_phrase(text) for text in ("90일 면책", "1년 50%", "최초 1회한", "갱신형", "만 15세부터"))
+    skipped = 0
+    for slot, checked in CHECKED.items():
+        assert all(checks for _pattern, checks in checked)  # every pattern has a literal to check
+        for text in texts:
+            assert find_phrases(slot, text) == _plain_find_phrases(slot, text), (slot, text)
+            skipped += sum(1 for pattern, checks in checked if not may_match(checks, text))
+    assert skipped > 0
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(alphabet="질병사망암진단비갱신형비최초연간매회1회한당90일년50%감액없음지급만세~부터"
+                        "가입후간이지난날의다음대기형면책()[]/-_·\n\t ,.", max_size=60))
+def test_find_phrases_equals_the_plain_patterns_on_any_text(text: str) -> None:
+    for slot in SLOTS:
+        assert find_phrases(slot, text) == _plain_find_phrases(slot, text)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(alphabet="질병사망암진단비갱신형최초1회한90일면책()[] \n", max_size=16),
+       st.lists(st.tuples(st.sampled_from(["가입설계서", "약관", "사업방법서", "상품요약서"]),
+                          st.text(alphabet="▪-·질병사망암진단비갱신형비최초1회한90일년50%감액없음만세부터()[]/\n .특별약관의경우",
+                                  max_size=60)), max_size=4))
+def test_the_load_path_equals_the_plain_extractor_on_any_texts(raw_name: str, texts: list[tuple[str, str]]) -> None:
+    snippets = [conditions_load._Snippet(f"e{i}", doc_type, i + 1, text, i) for i, (doc_type, text) in enumerate(texts)]
+    everything = extract_conditions(raw_name, [SourceText("evidence", s.doc_type, s.page, s.ordinal, s.snippet)
+                                               for s in snippets])
+    expected = _rows(everything, [None, *(s.evidence_id for s in snippets)])
+    supporting = conditions_load.supporting_pairs([raw_name], [s.snippet for s in snippets if s.doc_type != "가입설계서"])
+    for pairs in (None, supporting):
+        shape, kept = conditions_load.conditions_of(raw_name, snippets, pairs)
+        assert _shape_rows(shape, kept) == expected
+
+
+def test_a_market_with_too_many_pairs_streams_every_snippet(fresh_db: Database, monkeypatch: pytest.MonkeyPatch) -> None:
+    tiny = market.generate("tiny", seed=8, progress=False).in_memory()
+    loader.load_bundle(tiny, db.admin_engine())
+    with psycopg.connect(db.psycopg_conninfo(fresh_db.admin)) as conn:
+        tried = conditions_load.derive_rows(conn)
+        monkeypatch.setattr(conditions_load, "MAX_PAIRS", 0)
+        streamed = conditions_load.derive_rows(conn)
+    assert tried == streamed and len(tried[0]) == 5 * len(tiny.rows["coverage_instance"])

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
+from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from core.conditions.rules import agree, agreement_key, find_phrases, is_condition_group, squash
 from core.conditions.slots import CONFLICT, FOUND, NOT_FOUND, SLOTS, Phrase, SlotResult, SourceText
@@ -66,10 +67,16 @@ def _left_ok(text: str, begin: int) -> bool:
     return bool(_MARKER.match(token)) or not _is_word(token[-1])
 
 
+@lru_cache(maxsize=4_096)
+def _layout(text: str) -> tuple[list[int], str]:
+    """Where each non-space character of `text` sits, and those characters (the text read without spaces)."""
+    positions = [i for i, ch in enumerate(text) if not ch.isspace()]
+    return positions, "".join(text[i] for i in positions)
+
+
 def _occurrences(core: str, text: str) -> list[tuple[int, int, list[tuple[int, int]]]]:
     """(start, end, condition-bracket spans) in original positions for each tolerant match of core."""
-    positions = [i for i, ch in enumerate(text) if not ch.isspace()]
-    flat = "".join(text[i] for i in positions)
+    positions, flat = _layout(text)
     found = []
     at = flat.find(core) if core else -1
     while at >= 0:
@@ -235,42 +242,114 @@ def all_sources(raw_name: str, snippets: Sequence[SourceText]) -> tuple[SourceTe
     return (SourceText("raw_name", None, None, 0, raw_name), *snippets)
 
 
+# --- one source at a time, then the instance ----------------------------------------------------
+# extract_conditions is two steps: what each source text yields on its own (`source_hits`, a pure
+# function of whether the text is the coverage's own, the raw name and the text), then the
+# instance's verdict over those hits (`combine`). The audited load calls the same two functions
+# (core/ops/conditions_load.py): it memoizes source_hits per distinct text and combine per distinct
+# list of hits, and leaves out the sources that yield nothing, which changes no result (combine never
+# reads a source without hits; the kept ones stay in order, so phrases keep their order).
+
+#: (slot, start, end, the phrase text == text[start:end])
+Hit = tuple[str, int, int, str]
+
+
+class SourceHits(NamedTuple):
+    own: tuple[Hit, ...]       # phrases that are the coverage's own (its rows, its block, its title)
+    attached: tuple[Hit, ...]  # condition brackets right after its name elsewhere: only if its own rows agree
+
+
+NO_HITS = SourceHits((), ())
+#: per slot (status, ((source index, start, end, phrase text), ...)), phrases in source order
+Combined = tuple[tuple[str, tuple[tuple[int, int, int, str], ...]], ...]
+
+
+def is_own_source(source: SourceText) -> bool:
+    """The raw name and the proposal row are always the coverage's own (rule A)."""
+    return source.source_kind == "raw_name" or source.doc_type == PROPOSAL
+
+
+@lru_cache(maxsize=65_536)
+def names(raw_name: str) -> tuple[str, str]:
+    """(name_core, own_full_name): all a supporting snippet is read for, besides the raw name itself."""
+    return name_core(raw_name), own_full_name(raw_name)
+
+
+@lru_cache(maxsize=16_384)
+def flat_text(text: str) -> str:
+    return "".join(text.split())  # every whitespace character removed (str.isspace), as _occurrences does
+
+
+def mentioned(flat: str, pairs: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
+    """The `names` pairs whose coverage a supporting text (`flat`: its flat_text) can yield anything for.
+
+    Every rule for a supporting snippet needs the coverage's name in it: _occurrences finds name_core in
+    the whitespace-free text; rules F and G compare own_full_name with a whitespace-free part of one
+    line, which is a part of the whitespace-free text (an empty own_full_name is never ruled out).
+    """
+    return [pair for pair in pairs if (pair[0] and pair[0] in flat) or not pair[1] or pair[1] in flat]
+
+
+@lru_cache(maxsize=131_072)
+def own_hits(text: str) -> SourceHits:
+    """Every pattern in the coverage's own text (rule A); a pure function of the text."""
+    return SourceHits(tuple((slot, a, b, text[a:b]) for slot in SLOTS for a, b in find_phrases(slot, text)), ())
+
+
+def source_hits(own_source: bool, raw_name: str, text: str) -> SourceHits:
+    """What one source text yields for the coverage `raw_name` on its own (NO_HITS: nothing)."""
+    if own_source:
+        return own_hits(text)
+    core, own_name = names(raw_name)
+    if not mentioned(flat_text(text), [(core, own_name)]):
+        return NO_HITS
+    own: list[tuple[str, int, int]] = []
+    attached: list[tuple[str, int, int]] = []
+    for begin, end, groups in _occurrences(core, text):
+        for g_start, g_end in groups:
+            attached += [(slot, a, b) for slot in SLOTS for a, b in find_phrases(slot, text, g_start, g_end)]
+        own += _block_spans(text, begin, end)
+    own += _group_spans(raw_name, text) + _title_renewal(raw_name, text)
+    if not own and not attached:
+        return NO_HITS
+    return SourceHits(tuple((slot, a, b, text[a:b]) for slot, a, b in own),
+                      tuple((slot, a, b, text[a:b]) for slot, a, b in attached))
+
+
+def combine(own_sources: Sequence[bool], hits: Sequence[SourceHits]) -> Combined:
+    """Every slot's status and phrases from each source's hits (`own_sources[i]`: is_own_source of source i)."""
+    own = [(slot, index, a, b, phrase) for index, found in enumerate(hits) for slot, a, b, phrase in found.own]
+    own_keys: dict[str, set[str]] = {slot: set() for slot in SLOTS}
+    for slot, index, _a, _b, phrase in own:
+        if own_sources[index]:
+            own_keys[slot].add(agreement_key(slot, phrase))
+    # A bracket after the name only corroborates what the coverage's own row says: products list
+    # `X` and `X(갱신형)`, `X(1회한)` and `X(연간1회한)` as separate riders (rule B).
+    chosen = own + [(slot, index, a, b, phrase) for index, found in enumerate(hits) for slot, a, b, phrase in found.attached
+                    if agreement_key(slot, phrase) in own_keys[slot] - {"BOTH"}]
+    results = []
+    for slot in SLOTS:
+        phrases = tuple(sorted({(index, a, b, phrase) for s, index, a, b, phrase in chosen if s == slot}))
+        if not phrases:
+            results.append((NOT_FOUND, phrases))
+        else:
+            keys = {agreement_key(slot, phrase) for _i, _a, _b, phrase in phrases}
+            results.append((FOUND if agree(slot, keys) else CONFLICT, phrases))
+    return tuple(results)
+
+
 def extract_conditions(raw_name: str, snippets: Sequence[SourceText]) -> dict[str, SlotResult]:
     """Every slot's status and verbatim phrases for one coverage instance (see docs/conditions.md)."""
     sources = all_sources(raw_name, snippets)
-    own: list[tuple[str, int, int, int]] = []        # raw name and proposal row: always the coverage's
-    attached: list[tuple[str, int, int, int]] = []   # condition brackets right after the name elsewhere
-    for index, source in enumerate(sources):
-        text = source.text or ""
-        if source.source_kind == "raw_name" or source.doc_type == PROPOSAL:
-            own += [(slot, index, a, b) for slot in SLOTS for a, b in find_phrases(slot, text)]
-            continue
-        for begin, end, groups in _occurrences(name_core(raw_name), text):
-            for g_start, g_end in groups:
-                attached += [(slot, index, a, b) for slot in SLOTS for a, b in find_phrases(slot, text, g_start, g_end)]
-            own += [(slot, index, a, b) for slot, a, b in _block_spans(text, begin, end)]
-        own += [(slot, index, a, b) for slot, a, b in _group_spans(raw_name, text) + _title_renewal(raw_name, text)]
-    own_keys: dict[str, set[str]] = {slot: set() for slot in SLOTS}
-    for slot, index, a, b in own:
-        if sources[index].source_kind == "raw_name" or sources[index].doc_type == PROPOSAL:
-            own_keys[slot].add(agreement_key(slot, sources[index].text[a:b]))
-    # A bracket after the name only corroborates what the coverage's own row says: products list
-    # `X` and `X(갱신형)`, `X(1회한)` and `X(연간1회한)` as separate riders (rule B).
-    chosen = own + [hit for hit in attached
-                    if agreement_key(hit[0], sources[hit[1]].text[hit[2]:hit[3]]) in own_keys[hit[0]] - {"BOTH"}]
+    own_sources = [is_own_source(source) for source in sources]
+    hits = [source_hits(own_source, raw_name, source.text or "") for own_source, source in zip(own_sources, sources, strict=True)]
     results: dict[str, SlotResult] = {}
-    for slot in SLOTS:
-        hits = sorted({(index, a, b) for s, index, a, b in chosen if s == slot})
+    for slot, (status, found) in zip(SLOTS, combine(own_sources, hits), strict=True):
         phrases = tuple(
-            Phrase(slot, sources[i].text[a:b], i, sources[i].source_kind, sources[i].doc_type, sources[i].page,
-                   sources[i].ordinal, a, b)
-            for i, a, b in hits
+            Phrase(slot, phrase, i, sources[i].source_kind, sources[i].doc_type, sources[i].page, sources[i].ordinal, a, b)
+            for i, a, b, phrase in found
         )
-        if not phrases:
-            results[slot] = SlotResult(NOT_FOUND)
-        else:
-            keys = {agreement_key(slot, p.text) for p in phrases}
-            results[slot] = SlotResult(FOUND if agree(slot, keys) else CONFLICT, phrases)
+        results[slot] = SlotResult(status, phrases)
     return results
 
 

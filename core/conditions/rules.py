@@ -7,6 +7,8 @@ is shown verbatim. Agreement is decided on text only: see `agreement_key`.
 from __future__ import annotations
 
 import re
+from re import _constants as _sre  # type: ignore[attr-defined]  # the regex parser's node names
+from re import _parser  # type: ignore[attr-defined]
 
 _S = r"[ \t\n]*"  # printed phrases wrap and space freely
 
@@ -55,11 +57,73 @@ def squash(text: str) -> str:
     return _WS.sub("", text)
 
 
+# --- what each pattern's matches must contain -------------------------------------------------------
+# Running 21 patterns over every text costs ~20 us per text, and a market has hundreds of thousands of
+# distinct proposal rows. Every match of a pattern contains the literal runs of its parsed form (one
+# of each alternation's, inside a repeat of at least once), so a pattern is skipped on a text that
+# lacks one of them: the same spans, found without running the regex. Derived from the patterns
+# themselves (never listed by hand, so they cannot drift); a pattern the derivation does not
+# understand gets no requirement and always runs.
+
+def _required(items: object) -> list[frozenset[str]]:
+    """What every match of this parsed regex contains: each listed set has a member in it."""
+    options: list[frozenset[str]] = []
+    run: list[str] = []
+    for op, av in [*items, (None, None)]:  # type: ignore[misc]
+        if op is _sre.LITERAL:
+            run.append(chr(av))
+            continue
+        if run:
+            options.append(frozenset({"".join(run)}))
+            run = []
+        inner: list[frozenset[str]] = []
+        if op is _sre.SUBPATTERN and not av[1] & re.IGNORECASE:
+            inner = _required(av[3])
+        elif op is _sre.BRANCH:
+            # one requirement per alternative, the branch needs one of them
+            alternatives = [_required(alternative) for alternative in av[1]]
+            if all(alternatives):
+                inner = [frozenset().union(*(min(a, key=lambda o: (len(o), -min(map(len, o)))) for a in alternatives))]
+        elif op in (_sre.MAX_REPEAT, _sre.MIN_REPEAT, _sre.POSSESSIVE_REPEAT) and av[0] >= 1:
+            inner = _required(av[2])
+        options += inner
+    return options
+
+
+def _checks(pattern: re.Pattern[str]) -> tuple[tuple[str, ...], ...]:
+    """The requirements as plain tuples (checked on every text)."""
+    if pattern.flags & re.IGNORECASE:
+        return ()
+    try:
+        required = _required(_parser.parse(pattern.pattern, pattern.flags))
+    except Exception:  # a parser that changed: no requirement, the pattern always runs
+        return ()
+    return tuple(tuple(sorted(option)) for option in required)  # (sorted: a fixed order, whatever the set's)
+
+
+#: per slot, (pattern, what its matches contain) in pattern order
+CHECKED: dict[str, tuple[tuple[re.Pattern[str], tuple[tuple[str, ...], ...]], ...]] = {
+    slot: tuple((pattern, _checks(pattern)) for pattern in patterns) for slot, patterns in PATTERNS.items()}
+
+
+def may_match(checks: tuple[tuple[str, ...], ...], text: str) -> bool:
+    """False only when a match of the pattern these checks describe cannot occur anywhere in `text`."""
+    for option in checks:
+        for needle in option:
+            if needle in text:
+                break
+        else:
+            return False
+    return True
+
+
 def find_phrases(slot: str, text: str, start: int = 0, end: int | None = None) -> list[tuple[int, int]]:
     """Non-overlapping (start, end) spans of `slot` phrases in text[start:end], earlier patterns first."""
     stop = len(text) if end is None else end
     taken: list[tuple[int, int]] = []
-    for pattern in PATTERNS[slot]:
+    for pattern, checks in CHECKED[slot]:
+        if not may_match(checks, text):  # (in the whole text: a match in the range is in the text)
+            continue
         for match in pattern.finditer(text, start, stop):
             if match.end() > match.start() and not any(s < match.end() and match.start() < e for s, e in taken):
                 taken.append((match.start(), match.end()))

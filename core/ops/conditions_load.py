@@ -9,38 +9,22 @@ ordinal), through core.conditions.extract_conditions.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterator
 from functools import lru_cache
-from itertools import groupby
-from operator import attrgetter
-from re import _constants as _sre  # type: ignore[attr-defined]  # the regex parser's node names
-from re import _parser  # type: ignore[attr-defined]
 from typing import Any, NamedTuple
 
 import psycopg
-from psycopg.rows import namedtuple_row
 from sqlalchemy import Connection, text
 
-from core.conditions import NOT_FOUND, SLOTS, SlotResult, SourceText, extract, extract_conditions
-from core.conditions.rules import PATTERNS
+from core.conditions import SLOTS, extract
+from core.conditions.extract import NO_HITS, PROPOSAL, SourceHits, combine, own_hits, source_hits
 from core.errors import AuditFailed
 from core.ops import bulk
 
 TABLES = ("condition_slot", "condition_phrase")
-_EXTRACT = extract_conditions  # the real extractor (the raw-name cache is for it only)
 SLOT_COLUMNS = ("instance_id", "slot", "status")
 PHRASE_COLUMNS = ("instance_id", "slot", "ordinal", "evidence_id", "source_kind", "doc_type", "page", "start_pos",
                   "end_pos", "phrase")
-
-# Every instance with its snippets, grouped by instance. The snippet text breaks a tie between two
-# snippets of one type and ordinal (none in the dataset), so the order never depends on random ids.
-_SOURCES_SQL = """
-    SELECT ci.instance_id, ci.coverage_name_raw, e.evidence_id, e.doc_type, e.page, e.snippet, e.ordinal
-    FROM coverage_instance ci
-    LEFT JOIN evidence_ref e ON e.instance_id = ci.instance_id
-    ORDER BY ci.instance_id, e.doc_type COLLATE "C", e.ordinal, e.snippet COLLATE "C"
-"""
 
 # What the audit refuses: a phrase that is not its source's text at its position, a phrase citing a
 # snippet of another coverage, an instance without exactly its five slots, a status its phrases
@@ -79,150 +63,179 @@ class _Snippet(NamedTuple):
     ordinal: int
 
 
-def _instances(raw: psycopg.Connection) -> Iterator[tuple[Any, str, list[_Snippet]]]:
-    """(instance_id, raw name, snippet rows) per instance, streamed (bounded memory at market scale)."""
-    with raw.cursor(name="inca_condition_sources", row_factory=namedtuple_row) as cursor:
-        cursor.itersize = 20_000
-        cursor.execute(_SOURCES_SQL)
-        for instance_id, group in groupby(cursor, key=attrgetter("instance_id")):
-            rows = list(group)
-            yield instance_id, rows[0].coverage_name_raw, [
-                _Snippet(row.evidence_id, row.doc_type, row.page, row.snippet, row.ordinal)
-                for row in rows if row.evidence_id is not None]
+# --- which supporting snippets can contribute, decided before the stream ------------------------
+# A market prints a few hundred supporting snippets (약관 / 사업방법서 / 상품요약서) under every one of its
+# coverages: millions of rows, a few thousand distinct texts, and a coverage's name in almost none of
+# them. So the distinct raw names and the distinct supporting texts are read first, every pair is put
+# through the extractor's own per-source step (extract.source_hits, which rules a text out at once when
+# it does not hold the coverage's name), and the stream reads a supporting snippet only when its pair
+# yields a hit. Leaving a source without hits out changes no result (core.conditions.extract.combine).
+# When the pairs would be too many to try (many distinct names times many distinct texts), every
+# snippet is streamed and tried on its way, with the same function.
+
+#: most (raw name, supporting text) pairs tried up front; beyond it every supporting snippet is streamed
+MAX_PAIRS = 40_000_000
+
+_RAW_NAMES_SQL = "SELECT DISTINCT coverage_name_raw FROM coverage_instance"
+_SUPPORTING_TEXTS_SQL = "SELECT snippet FROM evidence_ref WHERE doc_type <> %(proposal)s GROUP BY snippet"
+_CANDIDATES_TABLE = """
+    CREATE TEMP TABLE inca_condition_candidates (coverage_name_raw text NOT NULL, snippet text NOT NULL)
+    ON COMMIT DROP
+"""
+
+# Three streams in instance order, merged here by equality (every snippet's instance is an instance:
+# its foreign key is validated before the derivation): the instances, their proposal rows, and the
+# supporting rows that can contribute (all of them when the pairs were not tried up front). Each on
+# its own index scan: one ordered join of all three cost the server twice as much. Within an instance
+# the snippets are ordered here by (doc_type, ordinal, snippet) in code-point order, which is what
+# COLLATE "C" compares; ids travel as text (a uuid object per row costs more than the rest of its work).
+_INSTANCES_SQL = "SELECT ci.instance_id::text AS id, ci.coverage_name_raw FROM coverage_instance ci ORDER BY ci.instance_id"
+_PROPOSAL_ROWS_SQL = """
+    SELECT e.instance_id::text AS id, e.evidence_id::text, e.doc_type, e.page, e.snippet, e.ordinal
+    FROM evidence_ref e WHERE e.doc_type = %(proposal)s ORDER BY e.instance_id
+"""
+# The pair as one text (the name's length first, so no two pairs read alike): one hashed lookup per
+# snippet of a candidate text, after one pass over the table (a join on the two columns was planned
+# as a nested loop over every instance of every candidate name).
+_SUPPORTING_ROWS_SQL = """
+    SELECT e.instance_id::text AS id, e.evidence_id::text, e.doc_type, e.page, e.snippet, e.ordinal
+    FROM evidence_ref e JOIN coverage_instance ci ON ci.instance_id = e.instance_id
+    WHERE e.doc_type <> %(proposal)s AND e.snippet IN (SELECT snippet FROM inca_condition_candidates)
+      AND (char_length(ci.coverage_name_raw) || ':' || ci.coverage_name_raw || e.snippet)
+          IN (SELECT char_length(coverage_name_raw) || ':' || coverage_name_raw || snippet FROM inca_condition_candidates)
+    ORDER BY e.instance_id
+"""
+_ALL_SUPPORTING_ROWS_SQL = """
+    SELECT e.instance_id::text AS id, e.evidence_id::text, e.doc_type, e.page, e.snippet, e.ordinal
+    FROM evidence_ref e WHERE e.doc_type <> %(proposal)s ORDER BY e.instance_id
+"""
 
 
-# --- the prefilter -----------------------------------------------------------------------------
-# Extraction is pure and costs ~1 ms per instance in Python, most of it on texts where no phrase can
-# occur. Two exact tests decide which texts the extractor can draw anything from, and it runs on those
-# only (the raw name always stays first, so source indexes map back as before):
-# * the raw name and the proposal snippet contribute only through find_phrases, whose patterns all
-#   need one of a few literal substrings (derived from the patterns themselves, below);
-# * a supporting snippet contributes only next to the coverage's name (extract._occurrences finds
-#   name_core in the whitespace-free text) or in a bullet group / title printing its full name
-#   (own_full_name, compared whitespace-free with a line of the snippet), so it is kept only when one
-#   of those two strings occurs in its whitespace-free text.
-# Dropping a text that contributes nothing changes no result: each source is read on its own, and the
-# phrases are ordered by source position, which the kept sources keep. tests/test_streamed_load.py
-# proves the rows equal on the real dataset and the tiny market.
-
-def _required(items: Any) -> list[frozenset[str]]:
-    """What every match of this parsed regex contains: each listed set has a member in it (no list: unknown)."""
-    options: list[frozenset[str]] = []
-    run: list[str] = []
-    for op, av in [*items, (None, None)]:
-        if op is _sre.LITERAL:
-            run.append(chr(av))
-            continue
-        if run:
-            options.append(frozenset({"".join(run)}))
-            run = []
-        inner: list[frozenset[str]] = []
-        if op is _sre.SUBPATTERN and not av[1] & re.IGNORECASE:
-            inner = _required(av[3])
-        elif op is _sre.BRANCH:
-            # one requirement per alternative, the branch needs one of them
-            alternatives = [_required(alternative) for alternative in av[1]]
-            if all(alternatives):
-                inner = [frozenset().union(*(min(a, key=lambda o: (len(o), -min(map(len, o)))) for a in alternatives))]
-        elif op in (_sre.MAX_REPEAT, _sre.MIN_REPEAT, _sre.POSSESSIVE_REPEAT) and av[0] >= 1:
-            inner = _required(av[2])
-        options += inner
-    return options
+def _supporting_hits(raw: psycopg.Connection) -> dict[tuple[str, str], SourceHits] | None:
+    """The (raw name, supporting text) pairs that yield a hit, with their hits; None: too many to try."""
+    raw_names = [row[0] for row in raw.execute(_RAW_NAMES_SQL)]
+    texts = [row[0] for row in raw.execute(_SUPPORTING_TEXTS_SQL, {"proposal": PROPOSAL})]
+    if len(raw_names) * len(texts) > MAX_PAIRS:
+        return None
+    return supporting_pairs(raw_names, texts)
 
 
-def _requirements() -> list[list[frozenset[str]]] | None:
-    """Per slot pattern, what its matches contain (None: a pattern without a literal, no prefilter)."""
-    found = []
-    for patterns in PATTERNS.values():
-        for pattern in patterns:
-            required = [] if pattern.flags & re.IGNORECASE else _required(_parser.parse(pattern.pattern, pattern.flags))
-            if not required:
-                return None
-            found.append(required)
+def supporting_pairs(raw_names: list[str], texts: list[str]) -> dict[tuple[str, str], SourceHits]:
+    """Every (raw name, supporting text) pair that yields a hit, through extract.source_hits."""
+    by_names: dict[tuple[str, str], list[str]] = {}
+    for name in raw_names:
+        by_names.setdefault(extract.names(name), []).append(name)
+    found: dict[tuple[str, str], SourceHits] = {}
+    for snippet in texts:
+        for pair in extract.mentioned(extract.flat_text(snippet), by_names):
+            for name in by_names[pair]:
+                hits = source_hits(False, name, snippet)
+                if hits is not NO_HITS:
+                    found[name, snippet] = hits
     return found
 
 
-REQUIREMENTS = _requirements()
-# the same, as plain tuples checked longest (rarest) string first: this test runs on every text
-_CHECKS = None if REQUIREMENTS is None else tuple(
-    tuple(tuple(sorted(option, key=len, reverse=True)) for option in sorted(required, key=lambda o: -max(map(len, o))))
-    for required in REQUIREMENTS)
+def _rows(raw: psycopg.Connection, name: str, sql: str) -> Iterator[tuple[Any, ...]]:
+    with raw.cursor(name=name) as cursor:
+        cursor.itersize = 20_000
+        cursor.execute(sql, {"proposal": PROPOSAL})
+        yield from cursor
 
 
-def may_hold_phrase(text: str) -> bool:
-    """False only when no slot pattern can match anywhere in `text` (find_phrases finds nothing)."""
-    if _CHECKS is None:
-        return True
-    for required in _CHECKS:
-        for option in required:
-            for needle in option:
-                if needle in text:
-                    break
-            else:
-                break  # this pattern cannot match
+def _snippet_key(snippet: _Snippet) -> tuple[str, int, str]:
+    return snippet.doc_type, snippet.ordinal, snippet.snippet
+
+
+def _instances(raw: psycopg.Connection, filtered: bool) -> Iterator[tuple[str, str, list[_Snippet]]]:
+    """(instance_id, raw name, snippet rows) per instance, streamed (bounded memory at market scale)."""
+    streams = [_rows(raw, "inca_condition_proposals", _PROPOSAL_ROWS_SQL),
+               _rows(raw, "inca_condition_supporting", _SUPPORTING_ROWS_SQL if filtered else _ALL_SUPPORTING_ROWS_SQL)]
+    heads: list[tuple[Any, ...] | None] = [next(stream, None) for stream in streams]
+    for instance_id, raw_name in _rows(raw, "inca_condition_instances", _INSTANCES_SQL):
+        snippets: list[_Snippet] = []
+        for index, stream in enumerate(streams):
+            head = heads[index]
+            while head is not None and head[0] == instance_id:
+                snippets.append(_Snippet(head[1], head[2], head[3], head[4], head[5]))
+                head = next(stream, None)
+            heads[index] = head
+        if len(snippets) > 1:
+            snippets.sort(key=_snippet_key)
+        yield instance_id, raw_name, snippets
+    if heads != [None, None]:  # (the foreign key makes this impossible; never a silent loss)
+        raise AuditFailed("condition audit failed; nothing was written (a snippet's instance is out of order)", [])
+
+
+#: one instance's rows without its ids: per slot (slot, status), and per phrase
+#: (slot, ordinal, kept source index, start, end, phrase text)
+class _Shape(NamedTuple):
+    slots: tuple[tuple[str, str], ...]
+    phrases: tuple[tuple[str, int, int, int, int, str], ...]
+
+
+@lru_cache(maxsize=65_536)
+def _shape(own_sources: tuple[bool, ...], hits: tuple[SourceHits, ...]) -> _Shape:
+    """The extractor's verdict (extract.combine) over these hits, as rows: instances repeat it."""
+    combined = combine(own_sources, hits)
+    return _Shape(tuple((slot, status) for slot, (status, _found) in zip(SLOTS, combined, strict=True)),
+                  tuple((slot, ordinal, index, a, b, phrase)
+                        for slot, (_status, found) in zip(SLOTS, combined, strict=True)
+                        for ordinal, (index, a, b, phrase) in enumerate(found)))
+
+
+def conditions_of(raw_name: str, snippets: list[_Snippet],
+                  supporting: dict[tuple[str, str], SourceHits] | None = None) -> tuple[_Shape, list[_Snippet | None]]:
+    """The instance's rows without ids, and the snippet of each kept source index (None: the raw name).
+
+    `supporting`: the pairs tried up front (_supporting_hits); a supporting snippet outside it yields
+    nothing. Without it every snippet goes through extract.source_hits here.
+    """
+    own_sources = [True]
+    hits = [own_hits(raw_name)]
+    kept: list[_Snippet | None] = [None]
+    for snippet in snippets:
+        own_source = snippet.doc_type == PROPOSAL
+        if own_source or supporting is None:
+            found = source_hits(own_source, raw_name, snippet.snippet)
         else:
-            return True
-    return False
-
-
-@lru_cache(maxsize=65_536)
-def _names(raw_name: str) -> tuple[str, str]:
-    return extract.name_core(raw_name), extract.own_full_name(raw_name)
-
-
-@lru_cache(maxsize=16_384)
-def _flat(text: str) -> str:
-    return "".join(text.split())  # every whitespace character removed (str.isspace), as the extractor does
-
-
-def _may_contribute(snippet: _Snippet, core: str, own: str) -> bool:
-    if snippet.doc_type == extract.PROPOSAL:
-        return may_hold_phrase(snippet.snippet)
-    flat = _flat(snippet.snippet)
-    return (bool(core) and core in flat) or not own or own in flat
-
-
-#: every slot NOT_FOUND: what the extractor returns when no text can hold a phrase
-_NOTHING_FOUND = {slot: SlotResult(NOT_FOUND) for slot in SLOTS}
-
-
-@lru_cache(maxsize=65_536)
-def _from_raw_name(raw_name: str) -> dict[str, SlotResult]:
-    """Slots from the raw name alone (no snippet can contribute): raw names repeat across products."""
-    return extract_conditions(raw_name, [])
-
-
-def conditions_of(raw_name: str, snippets: list[_Snippet]) -> tuple[dict[str, SlotResult], list[Any]]:
-    """extract_conditions over the instance's texts that can contribute, and the evidence id of each
-    source index (0: the raw name)."""
-    core, own = _names(raw_name)
-    kept = [snippet for snippet in snippets if _may_contribute(snippet, core, own)]
-    if not kept:
-        if not may_hold_phrase(raw_name):
-            return _NOTHING_FOUND, [None]
-        if extract_conditions is _EXTRACT:  # (a test may replace the extractor: then call it every time)
-            return _from_raw_name(raw_name), [None]
-    sources = [SourceText("evidence", s.doc_type, s.page, s.ordinal, s.snippet) for s in kept]
-    return extract_conditions(raw_name, sources), [None, *(s.evidence_id for s in kept)]
+            found = supporting.get((raw_name, snippet.snippet), NO_HITS)
+        if found.own or found.attached:
+            own_sources.append(own_source)
+            hits.append(found)
+            kept.append(snippet)
+    return _shape(tuple(own_sources), tuple(hits)), kept
 
 
 def derive_batches(raw: psycopg.Connection, batch_rows: int = 20_000) -> Iterator[tuple[list[tuple[Any, ...]],
                                                                                          list[tuple[Any, ...]]]]:
     """The condition_slot and condition_phrase rows for every instance the database holds, in batches
     of about `batch_rows` slot rows (memory does not grow with the market)."""
+    _shape.cache_clear()  # (per run: bounded memory, and a replaced combine is never answered from cache)
+    supporting = _supporting_hits(raw)
+    if supporting is not None:
+        raw.execute(_CANDIDATES_TABLE)
+        with raw.cursor() as cursor, cursor.copy(
+                "COPY inca_condition_candidates (coverage_name_raw, snippet) FROM STDIN") as copy:
+            for pair in supporting:
+                copy.write_row(pair)
+        raw.execute("ANALYZE inca_condition_candidates")
     slots: list[tuple[Any, ...]] = []
     phrases: list[tuple[Any, ...]] = []
-    for instance_id, raw_name, snippets in _instances(raw):
-        results, evidence_ids = conditions_of(raw_name, snippets)
-        for slot in SLOTS:
-            result = results[slot]
-            slots.append((instance_id, slot, result.status))
-            for ordinal, phrase in enumerate(result.phrases):
-                phrases.append((instance_id, slot, ordinal, evidence_ids[phrase.source_index], phrase.source_kind,
-                                phrase.doc_type, phrase.page, phrase.start, phrase.end, phrase.text))
+    for instance_id, raw_name, snippets in _instances(raw, supporting is not None):
+        shape, kept = conditions_of(raw_name, snippets, supporting)
+        slots += [(instance_id, slot, status) for slot, status in shape.slots]  # (ids as text: a text COPY)
+        for slot, ordinal, index, a, b, phrase in shape.phrases:
+            source = kept[index]
+            if source is None:
+                phrases.append((instance_id, slot, ordinal, None, "raw_name", None, None, a, b, phrase))
+            else:
+                phrases.append((instance_id, slot, ordinal, source.evidence_id, "evidence", source.doc_type,
+                                source.page, a, b, phrase))
         if len(slots) >= batch_rows:
             yield slots, phrases
             slots, phrases = [], []
+    if supporting is not None:
+        raw.execute("DROP TABLE inca_condition_candidates")
     if slots or phrases:
         yield slots, phrases
 
