@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 
 __all__ = ["KINDS", "MARKER", "NOTICE", "Finding", "check_fact"]
 
@@ -55,10 +56,12 @@ class Finding:
     detail: str
 
 
-def _squash(text: str) -> tuple[str, list[int]]:
-    """`text` without whitespace, and for each kept character its index in `text`."""
+@lru_cache(maxsize=65_536)
+def _squash(text: str) -> tuple[str, tuple[int, ...]]:
+    """`text` without whitespace, and for each kept character its index in `text` (remembered: the load
+    checks every CONFIRMED fact, and raw names and snippets repeat across a market)."""
     kept = [(i, ch) for i, ch in enumerate(text) if not ch.isspace()]
-    return "".join(ch for _, ch in kept), [i for i, _ in kept]
+    return "".join(ch for _, ch in kept), tuple(i for i, _ in kept)
 
 
 def _is_digit(ch: str) -> bool:
@@ -94,7 +97,7 @@ def _amount_char_after(s: str, j: int) -> str | None:
     return None
 
 
-def _context(snippet: str, where: list[int], start: int, end: int) -> str:
+def _context(snippet: str, where: tuple[int, ...], start: int, end: int) -> str:
     first, last = where[start], where[end - 1] + 1
     return snippet[max(0, first - _CONTEXT) : last + _CONTEXT]
 
@@ -107,7 +110,7 @@ def _occurrences(s: str, v: str) -> list[int]:
     return found
 
 
-def _row_amount(s: str, where: list[int], snippet: str, raw_name: str) -> re.Match[str] | None:
+def _row_amount(s: str, where: tuple[int, ...], snippet: str, raw_name: str) -> re.Match[str] | None:
     """The first amount printed after the coverage's raw name, within its row (three lines)."""
     name, _ = _squash(raw_name)
     at = s.find(name) if name else -1

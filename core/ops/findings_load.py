@@ -22,8 +22,9 @@ TABLE = "evidence_finding"
 FindingRow = tuple[uuid.UUID, uuid.UUID, uuid.UUID, str, str, str, str]
 COLUMNS = ("amount_id", "instance_id", "evidence_id", "kind", "value_text", "context", "detail")
 
+# ids as text: a uuid object per fact cost more than its check, and findings are rare (made uuids then)
 _FACTS_SQL = """
-    SELECT af.amount_id, af.instance_id, af.evidence_id, af.value_text, e.snippet, ci.coverage_name_raw
+    SELECT af.amount_id::text, af.instance_id::text, af.evidence_id::text, af.value_text, e.snippet, ci.coverage_name_raw
     FROM amount_fact af
     JOIN evidence_ref e ON e.evidence_id = af.evidence_id
     JOIN coverage_instance ci ON ci.instance_id = af.instance_id
@@ -41,12 +42,12 @@ def compute(conn: Connection) -> list[FindingRow]:
     checked = lru_cache(maxsize=100_000)(check_fact)
     # A server-side cursor: at market scale the snippets of every CONFIRMED fact do not fit in memory at once.
     with raw.cursor(name="inca_evidence_findings") as cursor:
-        cursor.itersize = 5_000
+        cursor.itersize = 20_000
         cursor.execute(_FACTS_SQL)
         for amount_id, instance_id, evidence_id, value_text, snippet, raw_name in cursor:
             for finding in checked(value_text, snippet, raw_name):
-                found.append((amount_id, instance_id, evidence_id, finding.kind, finding.value_text,
-                              finding.context, finding.detail))
+                found.append((uuid.UUID(amount_id), uuid.UUID(instance_id), uuid.UUID(evidence_id), finding.kind,
+                              finding.value_text, finding.context, finding.detail))
     return sorted(found, key=lambda row: (str(row[0]), row[3]))
 
 
