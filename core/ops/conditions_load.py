@@ -236,6 +236,8 @@ def derive_batches(raw: psycopg.Connection, batch_rows: int = 20_000) -> Iterato
             slots, phrases = [], []
     if supporting is not None:
         raw.execute("DROP TABLE inca_condition_candidates")
+    _shape.cache_clear()
+    own_hits.cache_clear()  # (the load goes on: its memory is not kept for texts it is done with)
     if slots or phrases:
         yield slots, phrases
 
