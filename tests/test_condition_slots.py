@@ -119,6 +119,60 @@ def test_a_changed_phrase_makes_the_lock_broken(fresh_loaded_db: Database) -> No
         assert conn.execute(conditions_load._AUDIT_SQL, {"slots": len(SLOTS)}).first() is not None
 
 
+def test_the_audit_refuses_every_kind_of_bad_row(loaded_db: Database) -> None:
+    """Each rule of the condition audit, on rows changed inside an audited transaction that is rolled back."""
+    with db.admin_engine().connect() as conn:
+        transaction = conn.begin()
+        try:
+            loader.open_audited(conn)
+            conditions_load.audit(conn)  # the loaded rows pass
+            run = conn.exec_driver_sql
+            raw_phrase = run("SELECT instance_id, slot, ordinal FROM condition_phrase "
+                             "WHERE source_kind = 'raw_name' AND char_length(phrase) > 1 LIMIT 1").one()
+            snippet_phrases = run("SELECT instance_id, slot, ordinal, evidence_id FROM condition_phrase "
+                                  "WHERE source_kind = 'evidence' LIMIT 2").all()
+            other = run("SELECT evidence_id FROM evidence_ref WHERE instance_id <> %(i)s LIMIT 1",
+                        {"i": snippet_phrases[1][0]}).scalar_one()
+            empty = run("SELECT cs.instance_id, cs.slot FROM condition_slot cs WHERE cs.status = 'NOT_FOUND' "
+                        "AND cs.instance_id NOT IN (%(a)s, %(b)s, %(c)s) LIMIT 3",
+                        {"a": raw_phrase[0], "b": snippet_phrases[0][0], "c": snippet_phrases[1][0]}).all()
+            found = run("SELECT instance_id, slot FROM condition_slot WHERE status = 'FOUND' "
+                        "AND instance_id NOT IN (%(a)s, %(b)s, %(c)s, %(d)s, %(e)s, %(f)s) LIMIT 1",
+                        {"a": raw_phrase[0], "b": snippet_phrases[0][0], "c": snippet_phrases[1][0],
+                         "d": empty[0][0], "e": empty[1][0], "f": empty[2][0]}).one()
+            key = "instance_id = %(i)s AND slot = %(s)s"
+            # a raw-name phrase and a snippet phrase one character off their text (same length)
+            for i, s, o, *_ in (raw_phrase, snippet_phrases[0]):
+                run(f"UPDATE condition_phrase SET phrase = 'x' || substr(phrase, 2) WHERE {key} AND ordinal = %(o)s",
+                    {"i": i, "s": s, "o": o})
+            # a snippet phrase citing another coverage's snippet
+            run(f"UPDATE condition_phrase SET evidence_id = %(e)s WHERE {key} AND ordinal = %(o)s",
+                {"i": snippet_phrases[1][0], "s": snippet_phrases[1][1], "o": snippet_phrases[1][2], "e": other})
+            run(f"DELETE FROM condition_slot WHERE {key}", {"i": empty[0][0], "s": empty[0][1]})  # four slots
+            run(f"UPDATE condition_slot SET status = 'FOUND' WHERE {key}", {"i": empty[1][0], "s": empty[1][1]})
+            run(f"UPDATE condition_slot SET status = 'CONFLICT' WHERE {key}", {"i": empty[2][0], "s": empty[2][1]})
+            run(f"DELETE FROM condition_phrase WHERE {key}", {"i": found[0], "s": found[1]})
+            run(f"UPDATE condition_slot SET status = 'NOT_FOUND' WHERE {key}", {"i": found[0], "s": found[1]})
+            phrase_count = run("SELECT count(*) FROM condition_phrase WHERE instance_id = %(i)s AND slot = %(s)s",
+                               {"i": snippet_phrases[0][0], "s": snippet_phrases[0][1]}).scalar_one()
+            run(f"UPDATE condition_slot SET status = 'NOT_FOUND' WHERE {key}",
+                {"i": snippet_phrases[0][0], "s": snippet_phrases[0][1]})
+            with pytest.raises(AuditFailed, match="condition audit failed") as refused:
+                conditions_load.audit(conn)
+        finally:
+            transaction.rollback()
+    failures = refused.value.failures
+    assert sum("is not its source text" in failure for failure in failures) == 3, failures
+    assert sum(": 4 condition slots, expected 5" in failure for failure in failures) == 1, failures
+    assert sum(": status FOUND with 0 phrases" in failure for failure in failures) == 1, failures
+    assert sum(": status CONFLICT with 0 phrases" in failure for failure in failures) == 1, failures
+    # the FOUND slot made NOT_FOUND without its phrases is consistent again; the one keeping them is not
+    assert [f for f in failures if ": status NOT_FOUND with " in f] == [
+        f for f in failures if f.endswith(f": status NOT_FOUND with {phrase_count} phrases")], failures
+    assert sum(": status NOT_FOUND with " in failure for failure in failures) == 1, failures
+    assert len(failures) == 7, failures
+
+
 def test_a_phrase_that_is_not_its_source_fails_the_load(fresh_db: Database, monkeypatch: pytest.MonkeyPatch) -> None:
     real = conditions_load.combine
 
