@@ -10,9 +10,10 @@ import psycopg
 import pytest
 
 import core
-from core import forbidden_language
+from core import db, forbidden_language
 from core.data_quality import MARKER, NOTICE
-from core.ops import loader, upgrade
+from core.evidence_consistency import check_fact
+from core.ops import findings_load, loader, upgrade
 from tests.conftest import Database
 from tests.test_store import admin_conn, copy_dataset, reader_conn, remanifest, run_cli
 
@@ -202,3 +203,16 @@ def test_another_truncation_in_a_modified_dataset_is_flagged_and_kept_as_given(f
     facts = {(row[0], row[2]): row[3:] for row in _facts(fresh_db)}
     assert facts[("samsung_health_v1", card["coverage_name_raw"])] == ("CONFIRMED", truncated)
     assert core.status.collect().lock_state == "INTACT"
+
+
+def test_the_load_checks_each_distinct_fact_once_and_finds_what_every_fact_gives(loaded_db: Database) -> None:
+    """findings_load.compute (distinct triples checked once) == check_fact over every CONFIRMED fact."""
+    with db.admin_engine().connect() as conn:
+        facts = conn.exec_driver_sql(
+            "SELECT af.amount_id, af.instance_id, af.evidence_id, af.value_text, e.snippet, ci.coverage_name_raw "
+            "FROM amount_fact af JOIN evidence_ref e ON e.evidence_id = af.evidence_id "
+            "JOIN coverage_instance ci ON ci.instance_id = af.instance_id WHERE af.status = 'CONFIRMED'").all()
+        plain = sorted(((a, i, e, f.kind, f.value_text, f.context, f.detail)
+                        for a, i, e, value, snippet, name in facts for f in check_fact(value, snippet, name)),
+                       key=lambda row: (str(row[0]), row[3]))
+        assert plain and findings_load.compute(conn) == plain

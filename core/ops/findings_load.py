@@ -8,13 +8,12 @@ loaded now and one loaded earlier and upgraded hold the same rows. A finding nev
 from __future__ import annotations
 
 import uuid
-from functools import lru_cache
 
 import psycopg
 from sqlalchemy import Connection, text
 
 from core.errors import AuditFailed
-from core.evidence_consistency import check_fact
+from core.evidence_consistency import Finding, check_fact
 from core.ops import bulk
 
 TABLE = "evidence_finding"
@@ -22,13 +21,28 @@ TABLE = "evidence_finding"
 FindingRow = tuple[uuid.UUID, uuid.UUID, uuid.UUID, str, str, str, str]
 COLUMNS = ("amount_id", "instance_id", "evidence_id", "kind", "value_text", "context", "detail")
 
-# ids as text: a uuid object per fact cost more than its check, and findings are rare (made uuids then)
-_FACTS_SQL = """
-    SELECT af.amount_id::text, af.instance_id::text, af.evidence_id::text, af.value_text, e.snippet, ci.coverage_name_raw
+# check_fact is pure: the same (value, snippet, raw name) gives the same findings, and a market repeats
+# them (an insurer prints one row per coverage and value in many products). So each distinct triple
+# of the CONFIRMED facts is checked once, and only the facts of a triple with findings are read with
+# their ids. (A CONFIRMED fact has a value and a snippet: CHECK in schema 001; none of the three is NULL.)
+_TRIPLES_SQL = """
+    SELECT af.value_text, e.snippet, ci.coverage_name_raw
     FROM amount_fact af
     JOIN evidence_ref e ON e.evidence_id = af.evidence_id
     JOIN coverage_instance ci ON ci.instance_id = af.instance_id
     WHERE af.status = 'CONFIRMED'
+    GROUP BY af.value_text, e.snippet, ci.coverage_name_raw
+"""
+_FLAGGED_TABLE = """
+    CREATE TEMP TABLE inca_flagged_facts (value_text text NOT NULL, snippet text NOT NULL,
+                                          coverage_name_raw text NOT NULL) ON COMMIT DROP
+"""
+_FLAGGED_FACTS_SQL = """
+    SELECT af.amount_id, af.instance_id, af.evidence_id, af.value_text, e.snippet, ci.coverage_name_raw
+    FROM inca_flagged_facts f
+    JOIN amount_fact af ON af.value_text = f.value_text AND af.status = 'CONFIRMED'
+    JOIN evidence_ref e ON e.evidence_id = af.evidence_id AND e.snippet = f.snippet
+    JOIN coverage_instance ci ON ci.instance_id = af.instance_id AND ci.coverage_name_raw = f.coverage_name_raw
 """
 
 
@@ -36,18 +50,28 @@ def compute(conn: Connection) -> list[FindingRow]:
     """Every finding over the facts as stored now, in a fixed order (deterministic)."""
     raw = conn.connection.driver_connection
     assert isinstance(raw, psycopg.Connection)
-    found: list[FindingRow] = []
-    # check_fact is pure: the same (value, snippet, raw name) gives the same findings. A market repeats them
-    # (an insurer prints one row per coverage and value in many products), so recent ones are remembered.
-    checked = lru_cache(maxsize=100_000)(check_fact)
-    # A server-side cursor: at market scale the snippets of every CONFIRMED fact do not fit in memory at once.
+    flagged: dict[tuple[str, str, str], list[Finding]] = {}
+    # A server-side cursor: at market scale the distinct snippets do not fit in memory at once.
     with raw.cursor(name="inca_evidence_findings") as cursor:
         cursor.itersize = 20_000
-        cursor.execute(_FACTS_SQL)
-        for amount_id, instance_id, evidence_id, value_text, snippet, raw_name in cursor:
-            for finding in checked(value_text, snippet, raw_name):
-                found.append((uuid.UUID(amount_id), uuid.UUID(instance_id), uuid.UUID(evidence_id), finding.kind,
-                              finding.value_text, finding.context, finding.detail))
+        cursor.execute(_TRIPLES_SQL)
+        for value_text, snippet, raw_name in cursor:
+            findings = check_fact(value_text, snippet, raw_name)
+            if findings:
+                flagged[value_text, snippet, raw_name] = findings
+    if not flagged:
+        return []
+    raw.execute(_FLAGGED_TABLE)
+    with raw.cursor() as cursor, cursor.copy(
+            "COPY inca_flagged_facts (value_text, snippet, coverage_name_raw) FROM STDIN") as copy:
+        for triple in flagged:
+            copy.write_row(triple)
+    found: list[FindingRow] = []
+    for amount_id, instance_id, evidence_id, value_text, snippet, raw_name in raw.execute(_FLAGGED_FACTS_SQL):
+        for finding in flagged[value_text, snippet, raw_name]:
+            found.append((amount_id, instance_id, evidence_id, finding.kind, finding.value_text,
+                          finding.context, finding.detail))
+    raw.execute("DROP TABLE inca_flagged_facts")
     return sorted(found, key=lambda row: (str(row[0]), row[3]))
 
 
