@@ -255,11 +255,15 @@ def test_the_load_path_equals_the_plain_extractor_on_any_texts(raw_name: str, te
         assert _shape_rows(shape, kept) == expected
 
 
-def test_a_market_with_too_many_pairs_streams_every_snippet(fresh_db: Database, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("limit", ["MAX_PAIRS", "MAX_TEXTS"])
+def test_a_market_with_too_many_pairs_streams_every_snippet(fresh_db: Database, monkeypatch: pytest.MonkeyPatch,
+                                                            limit: str) -> None:
     tiny = market.generate("tiny", seed=8, progress=False).in_memory()
     loader.load_bundle(tiny, db.admin_engine())
     with psycopg.connect(db.psycopg_conninfo(fresh_db.admin)) as conn:
+        assert conditions_load._supporting_hits(conn)  # the pairs are tried up front ...
         tried = conditions_load.derive_rows(conn)
-        monkeypatch.setattr(conditions_load, "MAX_PAIRS", 0)
+        monkeypatch.setattr(conditions_load, limit, 0)
+        assert conditions_load._supporting_hits(conn) is None  # ... unless there are too many to hold
         streamed = conditions_load.derive_rows(conn)
     assert tried == streamed and len(tried[0]) == 5 * len(tiny.rows["coverage_instance"])

@@ -89,6 +89,8 @@ class _Snippet(NamedTuple):
 
 #: most (raw name, supporting text) pairs tried up front; beyond it every supporting snippet is streamed
 MAX_PAIRS = 40_000_000
+#: most distinct supporting texts held for that (their memory, whatever the names)
+MAX_TEXTS = 200_000
 
 _RAW_NAMES_SQL = "SELECT DISTINCT coverage_name_raw FROM coverage_instance"
 _SUPPORTING_TEXTS_SQL = "SELECT snippet FROM evidence_ref WHERE doc_type <> %(proposal)s GROUP BY snippet"
@@ -126,11 +128,17 @@ _ALL_SUPPORTING_ROWS_SQL = """
 
 
 def _supporting_hits(raw: psycopg.Connection) -> dict[tuple[str, str], SourceHits] | None:
-    """The (raw name, supporting text) pairs that yield a hit, with their hits; None: too many to try."""
+    """The (raw name, supporting text) pairs that yield a hit, with their hits; None: too many to try.
+
+    The distinct texts are read through a cursor and given up on as soon as they are too many, so a
+    market whose snippets rarely repeat never holds them all in memory (it streams them instead)."""
     raw_names = [row[0] for row in raw.execute(_RAW_NAMES_SQL)]
-    texts = [row[0] for row in raw.execute(_SUPPORTING_TEXTS_SQL, {"proposal": PROPOSAL})]
-    if len(raw_names) * len(texts) > MAX_PAIRS:
-        return None
+    limit = min(MAX_TEXTS, MAX_PAIRS // max(1, len(raw_names)))
+    texts: list[str] = []
+    for (snippet,) in _rows(raw, "inca_condition_texts", _SUPPORTING_TEXTS_SQL):
+        if len(texts) >= limit:
+            return None
+        texts.append(snippet)
     return supporting_pairs(raw_names, texts)
 
 
