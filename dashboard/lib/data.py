@@ -45,7 +45,7 @@ def db_key() -> str:
 def connections(key: str) -> Connections:
     """The resolved URLs; in embedded mode this starts (or joins) the server once per process.
 
-    core.db pools one engine per URL (pool_pre_ping), so the engines themselves need no second cache.
+    core.db pools one engine per URL (pinging idle or hung-up connections), so the engines need no second cache.
     """
     return status.connections()
 

@@ -3,7 +3,7 @@
 A user-caused failure (database down, wrong password, bad setting, missing data) never shows a
 traceback: the page shows what is wrong, the one-line reason from core, what to do, and a retry
 button. Caches are cleared on every error so the retry (or the next rerun after a database
-restart) reads fresh data; pooled connections are re-checked by pool_pre_ping.
+restart) reads fresh data; core.db pings a pooled connection that sat idle or that the server hung up on.
 """
 
 from __future__ import annotations
