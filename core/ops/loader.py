@@ -76,16 +76,11 @@ def _truncate_if_empty(conn: Connection, tables: list[str]) -> bool:
     return True
 
 
-#: the load transaction's work_mem, and the fingerprint's (one sort of every fact's line)
-_WORK_MEM = "128MB"
-_FINGERPRINT_WORK_MEM = "512MB"
-
-
 def _work_memory(raw: psycopg.Connection) -> None:
     """Sorts and HNSW graphs are built in memory when they fit, and the joins of the evidence audit, the
     foreign-key validations and the fingerprint hash in memory; both settings end with the transaction."""
     raw.execute("SET LOCAL maintenance_work_mem = '512MB'")
-    raw.execute("SELECT set_config('work_mem', %s, true)", (_WORK_MEM,))
+    raw.execute("SET LOCAL work_mem = '128MB'")
 
 
 def _copy(conn: Connection, bundle: LoadBundle, audit: StreamAudit, progress: Progress | None,
@@ -153,17 +148,6 @@ def refresh_cells(conn: Connection) -> None:
     for view in CELL_VIEWS:
         conn.execute(text(f"REFRESH MATERIALIZED VIEW {view}"))  # constant names above, never input
     conn.execute(text("SELECT set_config('max_parallel_workers_per_gather', :value, true)"), {"value": previous})
-
-
-def _fingerprint(conn: Connection) -> str:
-    """The amount fingerprint (schema 002), its sort of every fact's canonical line in memory: at a
-    million facts the lines take ~490 MB, and sorting them on disk at the load's 128 MB took 17 s
-    against 13 s. Only for this statement; the load's setting returns after it."""
-    setting = text("SELECT set_config('work_mem', :value, true)")
-    conn.execute(setting, {"value": _FINGERPRINT_WORK_MEM})
-    fingerprint = str(conn.execute(text("SELECT inca_amount_fact_fingerprint()")).scalar_one())
-    conn.execute(setting, {"value": _WORK_MEM})
-    return fingerprint
 
 
 def _refuse_other_dataset(conn: Connection, bundle: LoadBundle) -> None:
@@ -252,7 +236,7 @@ def load_bundle(bundle: LoadBundle, engine: Engine, progress: Progress | None = 
             with phase("comparison cells"):
                 refresh_cells(conn)
             with phase("fingerprint"):
-                fingerprint = _fingerprint(conn)
+                fingerprint = conn.execute(text("SELECT inca_amount_fact_fingerprint()")).scalar_one()
             audit_run_id = _record_audit(conn, bundle, audit.insurer_keys, counts, fingerprint)
             # Last: every locked relation's digest and witness, over exactly what commits (schema 008).
             with phase("lock record"):
