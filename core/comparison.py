@@ -658,18 +658,12 @@ def compare(products: Selection | Sequence[str] | str, coverage_codes: Sequence[
 def evidence(product_keys: Sequence[str] | str, coverage_code: str) -> dict[str, tuple[Instance, ...]]:
     """Every snippet of one coverage's instances, verbatim: product key -> its instances under the code,
     each with its proposal snippet and supporting snippets, in the order a full compare() gives them.
-    One read (one round trip) in its own read-only transaction; unknown keys simply have no instances.
+    One read-only statement (one round trip, its own snapshot); unknown keys simply have no instances.
     """
     keys = [product_keys] if isinstance(product_keys, str) else list(product_keys)
     sql = _sql(True, _CODES_FILTER[(False, False)], slots=False)  # constant fragments; no slots needed
-    with db.read() as conn:
-        driver = conn.connection.driver_connection
-        # One round trip: BEGIN, the read and its end in one pipeline (a bare execute costs three: BEGIN
-        # alone, the query, the pool's ROLLBACK; psycopg skips a rollback with no transaction open).
-        with driver.pipeline():
-            cursor = _cursor(driver).execute(sql, {"product_keys": keys, "codes": [coverage_code.upper()]})
-            driver.execute("COMMIT")
-        rows = cursor.fetchall()
+    with db.read_statement() as driver:  # one statement, one round trip, no transaction around it
+        rows = _cursor(driver).execute(sql, {"product_keys": keys, "codes": [coverage_code.upper()]}).fetchall()
     found: dict[str, list[Any]] = {}
     for row in rows:
         found.setdefault(row.product_key, []).append(row)

@@ -192,6 +192,26 @@ def read() -> Iterator[object]:
         conn.connection.driver_connection.commit()  # the driver's, when compare() used it directly
 
 
+@contextlib.contextmanager
+def read_statement() -> Iterator[psycopg.Connection]:
+    """The reading connection's driver for ONE statement, outside any transaction (autocommit).
+
+    A single statement is its own snapshot, so it needs no transaction; BEGIN and COMMIT around it cost
+    ~0.25 ms of a ~1 ms read (a coverage's evidence, docs/performance.md). Read-only all the same: the
+    connection's default_transaction_read_only applies to every statement. Several statements that must
+    agree take `read()`.
+    """
+    conns = connections()
+    with translate_errors(conns.reader), _engine(conns.reader, True).connect() as conn:
+        driver = conn.connection.driver_connection
+        driver.autocommit = True
+        try:
+            yield driver
+        finally:
+            if not driver.closed:  # back to the pool as it came: transactions for read()
+                driver.autocommit = False
+
+
 def ping(url: URL, read_only: bool = True) -> str:
     """Server version string; raises DatabaseUnavailable with the reason."""
     with translate_errors(url), _engine(url, read_only).connect() as conn:

@@ -11,6 +11,7 @@ import pytest
 from sqlalchemy import Engine, text
 
 from core import db
+from core.errors import SchemaMissing
 from tests.conftest import Database, PgServer
 
 
@@ -61,3 +62,24 @@ def test_a_connection_the_server_dropped_is_replaced_at_once(pings: tuple[Engine
     second = _backend_pid(engine)
     assert second != first
     assert len(seen) == 1
+
+
+def test_a_single_statement_read_runs_outside_a_transaction_and_returns_the_connection_as_it_came(
+        loaded_db: Database) -> None:
+    """db.read_statement() (evidence of one coverage) runs without BEGIN; the pooled connection goes back
+    to transactions, also after a failing statement, so the next compare() still reads one snapshot."""
+    engine = db.reader_engine()
+    with db.read_statement() as driver:
+        assert driver.autocommit
+        assert driver.execute("SELECT count(*) FROM pg_stat_activity WHERE pid = pg_backend_pid() "
+                              "AND backend_xid IS NULL AND xact_start = query_start").fetchone() == (1,)
+        assert driver.execute("SHOW transaction_read_only").fetchone() == ("on",)
+        pid = driver.info.backend_pid
+    with pytest.raises(SchemaMissing), db.read_statement() as driver:  # (translated, as for any read)
+        driver.execute("SELECT * FROM no_such_table")
+    with engine.connect() as conn:
+        driver = conn.connection.driver_connection
+        assert not driver.autocommit
+        assert driver.info.backend_pid == pid  # the same pooled connection, back in transaction mode
+        conn.execute(text("SELECT 1"))
+        assert driver.info.transaction_status == psycopg.pq.TransactionStatus.INTRANS
