@@ -49,18 +49,27 @@ def test_every_locked_relation_digests_as_schema_008_defined(loaded_db: Database
             assert recorded[relation] == digest, relation
 
 
-@pytest.mark.parametrize("work_mem", ["64kB", "512MB"])
-def test_the_digest_does_not_depend_on_sort_memory(loaded_db: Database, work_mem: str) -> None:
-    """A sort that spills to disk and one in memory give the same digest (the function sets its own
-    memory; the caller's setting is what an older function or another server would have used)."""
+@pytest.mark.parametrize(("work_mem", "workers"), [("64kB", 0), ("64kB", 2), ("512MB", 0), ("512MB", 2)])
+def test_the_digest_does_not_depend_on_sort_memory_or_parallel_workers(loaded_db: Database, work_mem: str,
+                                                                       workers: int) -> None:
+    """A sort on disk or in memory, serial or merged from parallel workers: the same digest (the function
+    sets its own sort memory; here a copy of it runs at another, on tables small enough that the planner
+    goes parallel only when told every table is worth it)."""
     with psycopg.connect(db.psycopg_conninfo(loaded_db.admin)) as conn:
-        conn.execute("SELECT set_config('work_mem', %s, false)", (work_mem,))
+        conn.execute("SELECT set_config('max_parallel_workers_per_gather', %s, false)", (str(workers),))
+        conn.execute("SET min_parallel_table_scan_size = 0")
         definition = conn.execute("SELECT pg_get_functiondef('inca_relation_digest(regclass)'::regprocedure)"
                                   ).fetchone()[0]
-        spilled = definition.replace("work_mem TO '512MB'", f"work_mem TO '{work_mem}'").replace(
+        copied = definition.replace("work_mem TO '512MB'", f"work_mem TO '{work_mem}'").replace(
             "public.inca_relation_digest(", "pg_temp.digest_at(")
-        assert spilled != definition
-        conn.execute(spilled)
-        for relation in ("evidence_ref", "coverage_alias_vector"):
+        assert copied != definition
+        conn.execute(copied)
+        for relation in ("evidence_ref", "amount_fact", "coverage_alias_vector"):
             ours = conn.execute("SELECT * FROM pg_temp.digest_at(%s::regclass)", (relation,)).fetchone()
-            assert ours == conn.execute("SELECT * FROM inca_relation_digest(%s::regclass)", (relation,)).fetchone()
+            assert ours == _python_digest(conn, relation), relation
+        conn.execute("SET parallel_setup_cost = 0")
+        conn.execute("SET parallel_tuple_cost = 0")
+        plan = "\n".join(row[0] for row in conn.execute(
+            "EXPLAIN SELECT string_agg(h, ''::bytea ORDER BY h) FROM (SELECT sha256(convert_to("
+            "json_build_array(r.snippet)::text, 'UTF8')) AS h FROM evidence_ref r ORDER BY h) s"))
+        assert ("Gather Merge" in plan) == (workers > 0), plan
