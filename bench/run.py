@@ -18,7 +18,11 @@ Per size, on the bench server (.inca-bench/, or INCA_BENCH_SERVER_URL), never th
 4. in another fresh process: the dashboard's comparison page (streamlit AppTest) rerun after a
    selection change, and that process's peak RSS;
 5. in another fresh process (bench/pages.py): the catalog and status pages' AppTest reruns, and per
-   page the websocket bytes a real browser receives per rerun against the real `streamlit run`.
+   page the websocket bytes a real browser receives per rerun against the real `streamlit run`;
+6. after a load run by this run (or with --load-floor; --no-load-floor skips it): the load's floor,
+   bench/restore_floor.py (pg_restore of the loaded database into an empty one, then the lock digests).
+The cells-only comparison is timed against two floors: the cells alone (issue 16's target) and the
+cells with the lock statement and the findings in one snapshot (what rule 6 makes every comparison read).
 Warm-up runs are not timed; compare and its floor alternate run by run so they share the machine's
 noise, which the table reports as the spread of a fixed CPU workload.
 
@@ -47,6 +51,7 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 if str(PROJECT_ROOT) not in sys.path:  # run as a script: make `core` and `bench` importable
     sys.path.insert(0, str(PROJECT_ROOT))
 
+from bench import restore_floor  # noqa: E402
 from bench.market import REAL, bench_database, bench_server  # noqa: E402
 
 RESULTS = PROJECT_ROOT / "bench" / "results"
@@ -85,6 +90,24 @@ CELLS_FLOOR_SQL = """
 """
 #: random selections per pass (cold, then warm)
 PASS_SELECTIONS = 40
+
+
+def cells_snapshot_floor(conn: Any, params: dict[str, Any]) -> tuple[list[Any], ...]:
+    """Everything compare(include_evidence=False) returns, by the least SQL: the cells floor plus the lock
+    statement (rule 6: every comparison says whether the lock is intact; core.lock.LOCK_QUERY, what compare
+    reads) and the products' evidence findings, in one REPEATABLE READ snapshot and one round trip, as
+    compare reads them, into tuples. The target is against CELLS_FLOOR_SQL alone; this floor says how
+    much of the gap is the lock and the snapshot, which no comparison may skip."""
+    from core import data_quality
+    from core.lock import LOCK_PARAMS, LOCK_QUERY
+
+    with conn.transaction(), conn.pipeline():
+        conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+        lock = conn.cursor(binary=True).execute(LOCK_QUERY, dict(LOCK_PARAMS))
+        cells = conn.cursor(binary=True).execute(CELLS_FLOOR_SQL, params)
+        findings = conn.cursor(binary=True).execute(data_quality.FINDINGS_QUERY,
+                                                    {"every": False, "names": params["products"]})
+    return lock.fetchall(), cells.fetchall(), findings.fetchall()
 
 
 # --- statistics ---------------------------------------------------------------------------------
@@ -209,6 +232,9 @@ def measure_queries(runs: int, warmup: int, seed: int) -> dict[str, Any]:
     for label, ours, floor in (
             ("cells only", lambda: core.compare(products, codes, with_unmatched=False, include_evidence=False),
              lambda: floor_conn.execute(CELLS_FLOOR_SQL, cells_params).fetchall()),
+            ("cells only, snapshot floor", lambda: core.compare(products, codes, with_unmatched=False,
+                                                                include_evidence=False),
+             lambda: cells_snapshot_floor(floor_conn, cells_params)),
             ("evidence of 1 coverage", lambda: comparing.evidence(products, codes[0]),
              lambda: floor_conn.execute(FLOOR_SQL, one_code).fetchall())):
         ours_times, floor_times = _paired(ours, floor, runs, warmup)
@@ -469,6 +495,12 @@ def render(results: dict[str, Any]) -> str:
                                                                    "median": load["load_seconds"] * 1000,
                                                                    "p95": load["load_seconds"] * 1000,
                                                                    "max": load["load_seconds"] * 1000}, note))
+        floor = found.get("load_floor")
+        if floor:
+            seconds = floor["floor_seconds"] * 1000
+            lines.append(_row("load floor (restore + lock digests)", size,
+                              {"n": 1, "min": seconds, "median": seconds, "p95": seconds, "max": seconds},
+                              restore_floor.note(floor, load.get("load_seconds"))))
         queries = found["queries"]
         for variant in ("without unmatched", "with unmatched"):
             compare_stats, floor_stats = queries[f"compare 10x50 {variant}"], queries[f"floor SQL 10x50 {variant}"]
@@ -480,13 +512,15 @@ def render(results: dict[str, Any]) -> str:
             lines.append(_row(f"compare {variant}", size, compare_stats,
                               f"{shape['instances']} instances, {shape['evidence']} snippets; {ratio}"))
             lines.append(_row(f"floor SQL {variant}", size, floor_stats))
-        for variant in ("cells only", "evidence of 1 coverage"):
+        for variant in ("cells only", "cells only, snapshot floor", "evidence of 1 coverage"):
             ours, floor = queries.get(f"compare 10x50 {variant}"), queries.get(f"floor SQL 10x50 {variant}")
             if ours and floor:
                 lines.append(_row(f"compare {variant}", size, ours,
                                   f"ratio median {ours['median'] / floor['median']:.2f}, "
                                   f"pairwise {queries[f'pairwise ratio {variant}']:.2f}"))
-                lines.append(_row(f"floor SQL {variant}", size, floor))
+                lines.append(_row(f"floor SQL {variant}", size, floor,
+                                  "cells floor + lock statement + findings, one snapshot, one round trip"
+                                  if variant.endswith("snapshot floor") else ""))
         passes = found.get("passes", {})
         for name in ("compare cells only", "floor SQL cells only", "compare with evidence", "floor SQL with evidence"):
             for temperature in ("cold", "warm"):
@@ -533,6 +567,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--reruns", type=int, default=20, help="timed dashboard reruns")
     parser.add_argument("--reload", action="store_true", help="reload the bench databases even if they exist")
     parser.add_argument("--drop", action="store_true", help="drop the synthetic bench databases at the end")
+    parser.add_argument("--load-floor", action="store_true",
+                        help="measure the load's floor (bench/restore_floor.py) even when no load ran")
+    parser.add_argument("--no-load-floor", action="store_true",
+                        help="skip the load's floor after a load (it restores the whole database: ~2.5 min at 1m)")
     parser.add_argument("--selections", type=int, default=PASS_SELECTIONS,
                         help="random selections per cold / warm pass")
     parser.add_argument("--child", choices=["queries", "passes", "dashboard", "pages"], help=argparse.SUPPRESS)
@@ -555,6 +593,10 @@ def main(argv: list[str] | None = None) -> int:
         results["sizes"][size] = {"load": load, "queries": queries, "passes": passes,
                                   "dashboard": _child("dashboard", database, args)}
         results["sizes"][size]["pages"] = _child("pages", database, args)
+        # after the size's measurements, which a restore of the whole database would disturb
+        if args.load_floor or (not load.get("reused", True) and not args.no_load_floor):
+            print(f"load floor: restoring {database} into an empty database ...", file=sys.stderr, flush=True)
+            results["sizes"][size]["load_floor"] = restore_floor.measure(size)
         if args.drop and size != REAL:
             bench_server().drop(database)
     results["machine_after"] = machine()

@@ -1,0 +1,151 @@
+"""The load's floor (issue 16): the least work on this machine that leaves the same locked database.
+
+    python bench/market.py --size 1m && python bench/restore_floor.py --size 1m   # ~2.5 min, ~2x its disk
+
+The audited load (core/ops/loader.py) reads or generates every row, checks it on its way into COPY,
+builds every key and index, derives the condition slots, the findings, the comparison cells and the
+catalog views, fingerprints the amounts and digests every locked relation, in one transaction. Its floor
+keeps only what any load of the same rows must do, with the field's own tools and in parallel:
+
+1. untimed: `pg_dump -Fd -Z0 -j<cpus>` of inca_bench_<size> (the bundled client programs) into a
+   temporary folder;
+2. timed, "restore": `pg_restore -j<cpus> --disable-triggers` into an empty inca_bench_floor_<size>: the
+   same rows by COPY, the same keys, indexes and materialized views (REFRESH: the one derivation left in),
+   no Python per row, no audit, no condition slots or findings derived;
+3. timed, "digests": `core.lock.relation_digests` over every locked relation of the restored database,
+   what the load's lock record computes (without it nothing is locked).
+
+The floor database and the dump are dropped afterwards, also on failure. bench/run.py measures the
+floor after every load it runs and reports the load against it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+if str(PROJECT_ROOT) not in sys.path:  # run as a script: make `core` and `bench` importable
+    sys.path.insert(0, str(PROJECT_ROOT))
+
+from bench.market import BENCH_DATA_DIR, BenchServer, bench_database, bench_server  # noqa: E402
+
+
+def floor_database(size: str) -> str:
+    return bench_database(f"floor_{size}")
+
+
+def _client(program: str, server: BenchServer) -> Path:
+    import psycopg
+
+    from core.ops.backup.client import client_program
+
+    with psycopg.connect(server.conninfo(), autocommit=True) as conn:
+        major = int(conn.execute("SHOW server_version_num").fetchone()[0]) // 10000
+    return client_program(program, major)
+
+
+def _libpq_args(server: BenchServer, database: str) -> list[str]:
+    url = server.url(database)
+    args = ["--username", str(url.username), "--dbname", database]
+    host = url.query.get("host") or url.host
+    if host:
+        args += ["--host", str(host)]
+    if url.port:
+        args += ["--port", str(url.port)]
+    return args
+
+
+def _run(command: list[str], server: BenchServer) -> None:
+    env = dict(os.environ)
+    if server.admin.password:
+        env["PGPASSWORD"] = server.admin.password
+    done = subprocess.run(command, capture_output=True, text=True, env=env)
+    if done.returncode != 0:
+        raise SystemExit(f"{Path(command[0]).name} failed ({done.returncode}): {done.stderr.strip()[-2000:]}")
+
+
+def _digests(server: BenchServer, database: str) -> dict[str, tuple[int, str]]:
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.pool import NullPool
+
+    from core import lock
+
+    engine = create_engine(server.url(database), poolclass=NullPool)
+    try:
+        with engine.begin() as conn:
+            relations = [str(name) for name in conn.execute(
+                text('SELECT relname FROM inca_locked_relation ORDER BY relname COLLATE "C"')).scalars()]
+            return lock.relation_digests(conn, relations)
+    finally:
+        engine.dispose()
+
+
+def measure(size: str, server: BenchServer | None = None) -> dict[str, Any]:
+    """Dump the size's loaded bench database, then time its restore into an empty one and the digests."""
+    server = server or bench_server()
+    source, target = bench_database(size), floor_database(size)
+    if not server.exists(source):
+        raise SystemExit(f"{source} does not exist: run `python bench/market.py --size {size}` first")
+    jobs = os.cpu_count() or 1
+    pg_dump, pg_restore = _client("pg_dump", server), _client("pg_restore", server)
+    BENCH_DATA_DIR.mkdir(parents=True, exist_ok=True)
+    folder = Path(tempfile.mkdtemp(prefix="floor-", dir=BENCH_DATA_DIR))  # the bench's disk, not /tmp's
+    dump = folder / "dump"
+    try:
+        started = time.perf_counter()
+        _run([str(pg_dump), *_libpq_args(server, source), "--format=directory", "--compress=0", f"--jobs={jobs}",
+              "--file", str(dump)], server)
+        dump_seconds = time.perf_counter() - started
+        dump_bytes = sum(path.stat().st_size for path in dump.iterdir())
+        server.drop(target)
+        server.create(target)
+        started = time.perf_counter()
+        _run([str(pg_restore), *_libpq_args(server, target), f"--jobs={jobs}", "--disable-triggers", "--no-owner",
+              "--exit-on-error", str(dump)], server)
+        restore_seconds = time.perf_counter() - started
+        started = time.perf_counter()
+        digests = _digests(server, target)
+        digest_seconds = time.perf_counter() - started
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+        server.drop(target)
+    return {"size": size, "jobs": jobs, "dump_seconds": round(dump_seconds, 1), "dump_bytes": dump_bytes,
+            "restore_seconds": round(restore_seconds, 1), "digest_seconds": round(digest_seconds, 1),
+            "floor_seconds": round(restore_seconds + digest_seconds, 1),
+            "digested_rows": sum(count for count, _ in digests.values()), "relations": len(digests)}
+
+
+def note(floor: dict[str, Any], load_seconds: float | None = None) -> str:
+    """The floor's row note in bench/run.py's table."""
+    text = (f"pg_restore -j{floor['jobs']} {floor['restore_seconds']:.1f} s + lock digests "
+            f"{floor['digest_seconds']:.1f} s ({floor['digested_rows']:,} rows, {floor['relations']} relations); "
+            f"dump {floor['dump_bytes'] / 2**30:.1f} GiB, untimed")
+    if load_seconds:
+        text += f"; load / floor {load_seconds / floor['floor_seconds']:.2f}"
+    return text
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--size", default="1m", help="the bench database inca_bench_<size> to restore (default 1m)")
+    parser.add_argument("--json", help="also write the result to this file")
+    args = parser.parse_args(argv)
+    result = measure(args.size)
+    print(json.dumps(result, indent=2))
+    print(note(result))
+    if args.json:
+        Path(args.json).write_text(json.dumps(result, indent=2), encoding="utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
