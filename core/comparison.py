@@ -22,9 +22,9 @@ from itertools import repeat
 from typing import Any, NamedTuple
 
 import pandas as pd
-from psycopg.rows import dict_row, namedtuple_row
+from psycopg.rows import namedtuple_row, tuple_row
 
-from core import catalog, condition_slots, data_quality, db, explain, selection
+from core import catalog, condition_slots, data_quality, db, explain, selection, unwritten
 from core.errors import IncaError
 from core.evidence_consistency import Finding
 from core.lock import LOCK_PARAMS, LOCK_QUERY, lock_from_row
@@ -408,13 +408,25 @@ def _instance(row: Any) -> Instance:
                                  row.source_priority, proposal, supporting, count))
 
 
+# The cells-only statements (_CELLS_SQL, _VIEW_CELLS_SQL) select the same columns in the same order and
+# are read into plain tuples (the driver builds them at C speed; a named tuple per row cost ~0.5 ms of a
+# 10 x 50 comparison at a million facts): these are their positions. tests/test_compare.py checks them
+# against both statements' column names.
+CELLS_COLUMNS = ("product_key", "coverage_code", "coverage_name_raw", "status", "value_text", "source_doc_type",
+                 "source_priority", "proposal_doc_type", "proposal_page", "proposal_source_file", "snippet_count",
+                 "variant")
+(_PRODUCT, _CODE, _RAW_NAME, _STATUS, _VALUE, _SOURCE_DOC, _PRIORITY, _PROPOSAL_DOC, _PROPOSAL_PAGE, _PROPOSAL_FILE,
+ _SNIPPETS, _VARIANT) = range(len(CELLS_COLUMNS))
+
+
 def _cells_only_instance(row: Any) -> Instance:
-    """An instance from a _CELLS_SQL row: the proposal snippet's source without its text, the count."""
+    """An instance from a cells-only row (CELLS_COLUMNS): the proposal snippet's source without its text,
+    the count."""
     proposal = None
-    if row.proposal_doc_type is not None:
-        proposal = _new_tuple(Evidence, (row.proposal_doc_type, row.proposal_page, None, row.proposal_source_file))
-    return _new_tuple(Instance, (row.coverage_name_raw, row.status, row.value_text, row.source_doc_type,
-                                 row.source_priority, proposal, (), row.snippet_count))
+    if row[_PROPOSAL_DOC] is not None:
+        proposal = _new_tuple(Evidence, (row[_PROPOSAL_DOC], row[_PROPOSAL_PAGE], None, row[_PROPOSAL_FILE]))
+    return _new_tuple(Instance, (row[_RAW_NAME], row[_STATUS], row[_VALUE], row[_SOURCE_DOC], row[_PRIORITY], proposal,
+                                 (), row[_SNIPPETS]))
 
 
 def _display_key(row: Any) -> tuple[str, str, str]:
@@ -422,11 +434,18 @@ def _display_key(row: Any) -> tuple[str, str, str]:
     return row.coverage_name_raw, row.status, row.variant or ""
 
 
+def _cells_display_key(row: Any) -> tuple[str, str, str]:
+    """_display_key of a cells-only row (by position)."""
+    return row[_RAW_NAME], row[_STATUS], row[_VARIANT] or ""
+
+
 def _display_ordered(rows: list[Any] | None) -> list[Any]:
     """A cell's rows in display order; most cells hold one row, so there is nothing to order."""
     if not rows:
         return []
-    return rows if len(rows) == 1 else sorted(rows, key=_display_key)
+    if len(rows) == 1:
+        return rows
+    return sorted(rows, key=_display_key if hasattr(rows[0], "coverage_name_raw") else _cells_display_key)
 
 
 def _instances(ordered: list[Any]) -> tuple[Instance, ...]:
@@ -444,12 +463,17 @@ def _cursor(driver: Any) -> Any:
     return driver.cursor(binary=True, row_factory=namedtuple_row)
 
 
+def _cells_cursor(driver: Any, include_evidence: bool) -> Any:
+    """The cells statement's cursor: named rows with every snippet, plain tuples (CELLS_COLUMNS) without."""
+    return _cursor(driver) if include_evidence else driver.cursor(binary=True, row_factory=tuple_row)
+
+
 class _Fetched(NamedTuple):
     selection: Selection
     lock_row: Any
     rows: list[Any]
     unmatched_rows: list[Any]
-    finding_rows: list[dict[str, Any]]
+    finding_rows: Sequence[data_quality.FindingRecord]
     #: whether `rows` carry the condition slots (False: the database has no slots table yet)
     slots: bool
 
@@ -493,33 +517,39 @@ def _fetch(conn: Any, asked: selection.Request | Selection, with_unmatched: bool
     else:
         keys, codes = list(asked.products), [code.upper() for code in asked.codes or ()]
     driver = conn.connection.driver_connection
-    product_rows = coverage_rows = all_coverages = has_slots = None
+    # the catalog lookups and the findings: kept per request while the lock's witness is unchanged
+    # (core/unwritten.py), sent only when no result is kept for them
+    reads = _Reads(driver, conn.engine.url)
+    has_slots = None
     with driver.pipeline():
         # One snapshot for every statement: under READ COMMITTED each would take its own, and a load
         # committing in between could pair new cells with the previous load's lineage.
         driver.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
         if resolved is None:
-            product_rows = _cursor(driver).execute(catalog.NAMED_PRODUCTS_QUERY, {"names": asked.lookup_names})
+            reads.ask("products", catalog.NAMED_PRODUCTS_QUERY, {"names": asked.lookup_names}, _products)
             if not every_code:
-                coverage_rows = _cursor(driver).execute(catalog.NAMED_COVERAGES_QUERY, {"codes": asked.lookup_codes})
+                reads.ask("coverages", catalog.NAMED_COVERAGES_QUERY, {"codes": asked.lookup_codes}, _coverages)
         if every_code:
-            all_coverages = _cursor(driver).execute(catalog.COVERAGES_QUERY)
+            reads.ask("every coverage", catalog.COVERAGES_QUERY, None, _coverages)
         if not (slots_known and cells_known):
             has_slots = _cursor(driver).execute(_HAS_SLOTS)
         lock = _cursor(driver).execute(LOCK_QUERY, dict(LOCK_PARAMS))
         # Resolved keys are product keys; typed values that are not keys simply match no row.
         spoken = {"product_keys": [key for key in keys if isinstance(key, str)], "codes": codes}
-        cells = _cursor(driver).execute(_sql(include_evidence, codes_filter, slots_known, cells_known), spoken)
+        cells = _cells_cursor(driver, include_evidence).execute(
+            _sql(include_evidence, codes_filter, slots_known, cells_known), spoken)
         uncoded = _cursor(driver).execute(_UNMATCHED_VIEW_SQL if cells_known else _UNMATCHED_SQL,
                                           spoken) if listed else None
         # evidence findings of the chosen products (issue 13): a small table, in the same snapshot
-        findings = driver.cursor(binary=True, row_factory=dict_row).execute(
-            data_quality.FINDINGS_QUERY, {"every": False, "names": spoken["product_keys"]})
+        reads.ask("findings", data_quality.FINDINGS_QUERY, {"every": False, "names": spoken["product_keys"]},
+                  _finding_rows)
+    lock_row = lock.fetchone()
+    witness = unwritten.witness_of(lock_row, reads.where)
+    found = reads.results(witness)  # kept ones read under another witness are read again, in this snapshot
     if resolved is None:
-        resolved = selection.decide_rows(conn, asked, product_rows.fetchall(),
-                                         None if coverage_rows is None else coverage_rows.fetchall())
+        resolved = selection.decide_in(conn, asked, found["products"], found.get("coverages"))
     if every_code:
-        resolved = Selection(resolved.products, tuple(catalog.coverages_from_rows(all_coverages.fetchall())))
+        resolved = Selection(resolved.products, found["every coverage"])
     schema = None if has_slots is None else has_slots.fetchone()
     slots = slots_known or bool(schema.present)
     cells_view = cells_known or bool(schema.cells)
@@ -527,7 +557,7 @@ def _fetch(conn: Any, asked: selection.Request | Selection, with_unmatched: bool
         conn.connection.info[_SLOTS_PRESENT] = True
     if cells_view:
         conn.connection.info[_CELLS_PRESENT] = True
-    lock_row, rows, finding_rows = lock.fetchone(), cells.fetchall(), findings.fetchall()
+    rows, finding_rows = cells.fetchall(), found["findings"]
     unmatched_rows = [] if uncoded is None else uncoded.fetchall()
     asked_again = resolved.product_keys != keys or not set(resolved.codes or ()) <= set(codes)
     # the cells statement read the live tables where the view was just found: the same rows, read again
@@ -536,18 +566,89 @@ def _fetch(conn: Any, asked: selection.Request | Selection, with_unmatched: bool
         # an insurer or a name was given (or the slots table was just found): ask again with the
         # resolved keys and codes, in the same snapshot (a second round trip)
         resolved_params = {"product_keys": resolved.product_keys, "codes": resolved.codes or []}
+        again = _Reads(driver, reads.where, witness)
         with driver.pipeline():
-            cells = _cursor(driver).execute(_sql(include_evidence, codes_filter, slots, cells_view), resolved_params)
+            cells = _cells_cursor(driver, include_evidence).execute(
+                _sql(include_evidence, codes_filter, slots, cells_view), resolved_params)
             uncoded = _cursor(driver).execute(_UNMATCHED_VIEW_SQL if cells_view else _UNMATCHED_SQL,
                                               resolved_params) if listed and asked_again else None
-            findings = driver.cursor(binary=True, row_factory=dict_row).execute(
-                data_quality.FINDINGS_QUERY, {"every": False, "names": resolved.product_keys}) if asked_again else None
+            if asked_again:
+                again.ask("findings", data_quality.FINDINGS_QUERY, {"every": False, "names": resolved.product_keys},
+                          _finding_rows)
         rows = cells.fetchall()
         if uncoded is not None:
             unmatched_rows = uncoded.fetchall()
-        if findings is not None:
-            finding_rows = findings.fetchall()
+        if asked_again:
+            finding_rows = again.results(witness)["findings"]
     return _Fetched(resolved, lock_row, rows, unmatched_rows, finding_rows, slots)
+
+
+#: compare's reads of locked relations that only a write can change: (what, database, parameters) -> result
+KEPT = unwritten.Kept()
+
+
+def _products(rows: list[Any]) -> tuple[catalog.Product, ...]:
+    return tuple(catalog.products_from_rows(rows))
+
+
+def _coverages(rows: list[Any]) -> tuple[catalog.Coverage, ...]:
+    return tuple(catalog.coverages_from_rows(rows))
+
+
+def _finding_rows(rows: list[Any]) -> tuple[data_quality.FindingRecord, ...]:
+    return tuple(data_quality.FindingRecord(**row._asdict()) for row in rows)
+
+
+def _frozen(params: dict[str, Any] | None) -> tuple[Any, ...]:
+    if not params:
+        return ()
+    return tuple((name, tuple(value) if isinstance(value, list) else value) for name, value in sorted(params.items()))
+
+
+class _Reads:
+    """Statements of one compare pipeline whose results KEPT may stand for.
+
+    `ask` sends a statement unless a result is kept for it (read under some witness: used only if the
+    snapshot's own witness turns out to be the same) or, when the snapshot's witness is already known,
+    kept under that witness. `results(witness)` returns every asked result, reading again in the same
+    transaction (one more round trip) those kept under another witness, and keeps what was read.
+    """
+
+    def __init__(self, driver: Any, where: object, witness: unwritten.Witness | None = None) -> None:
+        self.driver, self.where, self.witness = driver, where, witness
+        self._asked: dict[str, tuple[object, str, dict[str, Any] | None, Callable[[list[Any]], Any]]] = {}
+        self._sent: dict[str, Any] = {}
+        self._kept: dict[str, tuple[unwritten.Witness, Any]] = {}
+
+    def ask(self, name: str, sql: str, params: dict[str, Any] | None, build: Callable[[list[Any]], Any]) -> None:
+        key = (name, self.where, _frozen(params))
+        self._asked[name] = (key, sql, params, build)
+        kept = KEPT.get(key)
+        if kept is not None and (self.witness is None or kept[0] == self.witness):
+            self._kept[name] = kept
+        else:
+            self._sent[name] = _cursor(self.driver).execute(sql, params)
+
+    def results(self, witness: unwritten.Witness | None) -> dict[str, Any]:
+        found: dict[str, Any] = {}
+        stale = []
+        for name, (kept_witness, value) in self._kept.items():
+            if witness is not None and kept_witness == witness:
+                found[name] = value
+                KEPT.count(hit=True)
+            else:
+                stale.append(name)
+        if stale:
+            with self.driver.pipeline():
+                for name in stale:
+                    _key, sql, params, _build = self._asked[name]
+                    self._sent[name] = _cursor(self.driver).execute(sql, params)
+        for name, cursor in self._sent.items():
+            key, _sql, _params, build = self._asked[name]
+            found[name] = build(cursor.fetchall())
+            KEPT.put(key, witness, found[name])
+            KEPT.count(hit=False)
+        return found
 
 
 # The uncoded coverages of some products, without their evidence: what the dashboard lists under the
@@ -620,18 +721,20 @@ def compare(products: Selection | Sequence[str] | str, coverage_codes: Sequence[
     chosen = fetched.selection
     found: dict[tuple[str, str], list[Any]] = {}
     unmatched: dict[str, list[Any]] = {}
-    for row in fetched.rows + fetched.unmatched_rows:
-        if row.coverage_code is None:
-            unmatched.setdefault(row.product_key, []).append(row)
+    for row in fetched.rows:  # every cells statement starts with product_key, coverage_code
+        if row[1] is None:
+            unmatched.setdefault(row[0], []).append(row)
         else:
-            found.setdefault((row.coverage_code, row.product_key), []).append(row)
+            found.setdefault((row[1], row[0]), []).append(row)
+    for row in fetched.unmatched_rows:
+        unmatched.setdefault(row.product_key, []).append(row)
     wanted = chosen.coverages or ()
     if (asked.coverages if isinstance(asked, Selection) else asked.codes) is None:
         present = {code for code, _ in found}  # every code: those any of the products has, in code order
         wanted = tuple(coverage for coverage in wanted if coverage.code in present)
     cells = {}
     by_cell: dict[tuple[str, str], tuple[condition_slots.StoredRow, ...]] = {}
-    build = _instance if include_evidence else _cells_only_instance
+    build, order = (_instance, _display_key) if include_evidence else (_cells_only_instance, _cells_display_key)
     slot_start = -condition_slots.SLOT_COLUMN_COUNT
     for coverage in wanted:
         code = coverage.code
@@ -642,13 +745,13 @@ def compare(products: Selection | Sequence[str] | str, coverage_codes: Sequence[
                 cells[key] = _new_tuple(Cell, (code, product.key, ()))
                 continue
             if len(rows) > 1:
-                rows.sort(key=_display_key)
+                rows.sort(key=order)
             cells[key] = _new_tuple(Cell, (code, product.key, tuple(map(build, rows))))
             if fetched.slots:  # the slot columns end each row (a plain tuple: picklable)
                 by_cell[key] = tuple([row[slot_start:] for row in rows])
     audit = AuditLineage(lock.audit_run_id, lock.audit_status, lock.freeze_tag, lock.git_commit, lock.state,
                          lock.intact, lock.verified_at, lock.reason)
-    findings = data_quality.findings_by_key([data_quality.FindingRecord(**row) for row in fetched.finding_rows])
+    findings = data_quality.findings_by_key(list(fetched.finding_rows))
     slots = condition_slots.StoredSlots(by_cell, include_evidence) if fetched.slots else None
     return Comparison(chosen.products, wanted, cells,
                       {key: _in_display_order(value) for key, value in unmatched.items()}, audit, slots=slots,

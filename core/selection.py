@@ -254,9 +254,15 @@ def decide_rows(conn: Connection, asked: Request, product_rows: Sequence[Sequenc
                 coverage_rows: Sequence[Sequence[Any]] | None) -> Selection:
     """Decide on the candidate rows the named queries returned; on an error decide again on the whole
     catalog, in the same transaction, so the error (and its suggestions) is the whole catalog's."""
+    return decide_in(conn, asked, catalog.products_from_rows(product_rows),
+                     None if coverage_rows is None else catalog.coverages_from_rows(coverage_rows))
+
+
+def decide_in(conn: Connection, asked: Request, products: Sequence[catalog.Product],
+              coverages: Sequence[catalog.Coverage] | None) -> Selection:
+    """decide_rows on candidates already built (compare keeps them while the locked tables are unwritten)."""
     try:
-        return decide(asked, catalog.products_from_rows(product_rows),
-                      None if coverage_rows is None else catalog.coverages_from_rows(coverage_rows))
+        return decide(asked, products, coverages)
     except SelectionError:
         return decide(asked, catalog._products(conn), None if asked.codes is None else catalog._coverages(conn))
 

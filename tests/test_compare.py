@@ -312,3 +312,20 @@ def test_evidence_that_is_not_the_cells_own_is_refused(loaded_db: Database) -> N
     assert long["evidence_snippet"].equals(core.compare(["samsung_health_v1", "kb_health_v1"],
                                                         ["A4200_1"]).to_long_frame()["evidence_snippet"])
     assert long["evidence_snippet"].notna().all()
+
+
+def test_cells_only_statements_have_the_columns_read_by_position(loaded_db: Database) -> None:
+    """compare reads cells-only rows as plain tuples by position (comparison.CELLS_COLUMNS): both cells-only
+    statements, the comparison cells' and the live tables', must select those columns in that order."""
+    from core import db
+
+    codes = comparison._CODES_FILTER[(False, True)]
+    params = {"product_keys": ["samsung_health_v1"], "codes": ["A4200_1"]}
+    with db.read() as conn:
+        driver = conn.connection.driver_connection
+        for cells_view in (True, False):
+            cursor = driver.execute(comparison._sql(False, codes, slots=True, cells_view=cells_view), params)
+            names = [column.name for column in cursor.description]
+            assert tuple(names[:len(comparison.CELLS_COLUMNS)]) == comparison.CELLS_COLUMNS, cells_view
+            assert len(names) == len(comparison.CELLS_COLUMNS) + comparison.condition_slots.SLOT_COLUMN_COUNT
+            assert cursor.fetchall()

@@ -237,3 +237,50 @@ def test_a_full_proof_digests_each_locked_relation_once(loaded_db: Database) -> 
                                   "WHERE funcname = 'inca_relation_digest'")).scalar_one()
     assert set(digests) == set(relations)
     assert calls == len(relations)
+
+
+def test_kept_lookups_are_never_used_once_the_witness_moved(fresh_loaded_db: Database) -> None:
+    """compare() keeps its catalog lookups and findings per request while the lock's witness is unchanged
+    (core/unwritten.py): the same request again reads none of them; after a write behind the triggers it
+    reads them again, in the same snapshot as the cells, and shows what the database now holds."""
+    import core
+    from core import comparison
+
+    comparison.KEPT.clear()
+    first = core.compare(["samsung"], ["A4200_1"])
+    # products and coverages by the names given, findings by those names and (an insurer was named) by the
+    # resolved product keys
+    assert comparison.KEPT.hits == 0 and comparison.KEPT.misses == 4
+    again = core.compare(["samsung"], ["A4200_1"])
+    assert comparison.KEPT.hits == 4 and comparison.KEPT.misses == 4
+    assert again.products == first.products and again.coverages == first.coverages
+    assert again.findings == first.findings and again.audit.lock_state == "INTACT"
+    tamper(fresh_loaded_db, [REPLICA, "UPDATE product SET product_name = '바뀐 이름' WHERE product_key = 'samsung_health_v1'",
+                             "UPDATE coverage_canonical SET canonical_name = '바뀐 담보' WHERE coverage_code = 'A4200_1'"])
+    after = core.compare(["samsung"], ["A4200_1"])
+    assert [product.name for product in after.products] == ["바뀐 이름"]
+    assert [coverage.name for coverage in after.coverages] == ["바뀐 담보"]
+    assert after.audit.lock_state == "BROKEN" and comparison.KEPT.hits == 4 and comparison.KEPT.misses == 8
+
+
+def test_kept_lookups_belong_to_one_database(fresh_loaded_db: Database, server: PgServer, loaded_template: str) -> None:
+    """Two byte copies of one load hold the same audit runs and seal: what one database's reads kept is
+    never used for the other (the witness names the database and the URL it was read through)."""
+    import core
+    from core import comparison
+
+    comparison.KEPT.clear()
+    first = core.compare(["samsung"], ["A4200_1"])
+    name = f"inca_tamper_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(server.conninfo(), autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{loaded_template}"')  # generated names, not input
+    try:
+        point_env_at(server, name)
+        other = core.compare(["samsung"], ["A4200_1"])
+        assert comparison.KEPT.hits == 0 and comparison.KEPT.misses == 8
+        assert other.audit.audit_run_id == first.audit.audit_run_id  # the same load
+        core.compare(["samsung"], ["A4200_1"])
+        assert comparison.KEPT.hits == 4  # the other database's own results, kept for it
+    finally:
+        db.dispose_all()
+        server.drop(name)
