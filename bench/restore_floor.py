@@ -13,7 +13,8 @@ keeps only what any load of the same rows must do, with the field's own tools an
    same rows by COPY, the same keys, indexes and materialized views (REFRESH: the one derivation left in),
    no Python per row, no audit, no condition slots or findings derived;
 3. timed, "digests": `core.lock.relation_digests` over every locked relation of the restored database,
-   what the load's lock record computes (without it nothing is locked).
+   what the load's lock record computes (without it nothing is locked); they must equal the digests the
+   load recorded, so the floor is proven to hold the very content the load locked.
 
 The floor database and the dump are dropped afterwards, also on failure. bench/run.py measures the
 floor after every load it runs and reports the load against it.
@@ -89,16 +90,34 @@ def _digests(server: BenchServer, database: str) -> dict[str, tuple[int, str]]:
         engine.dispose()
 
 
-def measure(size: str, server: BenchServer | None = None) -> dict[str, Any]:
-    """Dump the size's loaded bench database, then time its restore into an empty one and the digests."""
+_RECORDED_DIGESTS = """
+    SELECT r.relname, r.row_count, r.digest FROM lock_record r
+    WHERE r.digest IS NOT NULL AND r.audit_run_id = (SELECT audit_run_id FROM lock_seal ORDER BY recorded_at DESC LIMIT 1)
+"""
+
+
+def _recorded(server: BenchServer, database: str) -> dict[str, tuple[int, str]]:
+    """The digests the load recorded (its latest seal): what the floor's restore must reproduce."""
+    import psycopg
+
+    with psycopg.connect(server.conninfo(database), autocommit=True) as conn:
+        return {str(name): (int(count), str(digest)) for name, count, digest in conn.execute(_RECORDED_DIGESTS)}
+
+
+def measure(size: str, server: BenchServer | None = None, source: str | None = None,
+            work_dir: Path | None = None) -> dict[str, Any]:
+    """Dump the size's loaded bench database (or `source`), then time its restore into an empty one and
+    the digests; SystemExit unless the restored relations have exactly the digests the load recorded."""
     server = server or bench_server()
-    source, target = bench_database(size), floor_database(size)
+    source, target = source or bench_database(size), floor_database(size)
     if not server.exists(source):
         raise SystemExit(f"{source} does not exist: run `python bench/market.py --size {size}` first")
+    recorded = _recorded(server, source)
     jobs = os.cpu_count() or 1
     pg_dump, pg_restore = _client("pg_dump", server), _client("pg_restore", server)
-    BENCH_DATA_DIR.mkdir(parents=True, exist_ok=True)
-    folder = Path(tempfile.mkdtemp(prefix="floor-", dir=BENCH_DATA_DIR))  # the bench's disk, not /tmp's
+    work_dir = work_dir or BENCH_DATA_DIR  # the bench's disk, not /tmp's
+    work_dir.mkdir(parents=True, exist_ok=True)
+    folder = Path(tempfile.mkdtemp(prefix="floor-", dir=work_dir))
     dump = folder / "dump"
     try:
         started = time.perf_counter()
@@ -118,9 +137,12 @@ def measure(size: str, server: BenchServer | None = None) -> dict[str, Any]:
     finally:
         shutil.rmtree(folder, ignore_errors=True)
         server.drop(target)
-    return {"size": size, "jobs": jobs, "dump_seconds": round(dump_seconds, 1), "dump_bytes": dump_bytes,
-            "restore_seconds": round(restore_seconds, 1), "digest_seconds": round(digest_seconds, 1),
-            "floor_seconds": round(restore_seconds + digest_seconds, 1),
+    if digests != recorded:  # the floor must leave the very content the load locked, or it floors nothing
+        differing = sorted(name for name in set(digests) | set(recorded) if digests.get(name) != recorded.get(name))
+        raise SystemExit(f"the restored database does not have the digests {source} recorded: {', '.join(differing)}")
+    return {"size": size, "jobs": jobs, "dump_seconds": round(dump_seconds, 3), "dump_bytes": dump_bytes,
+            "restore_seconds": round(restore_seconds, 3), "digest_seconds": round(digest_seconds, 3),
+            "floor_seconds": round(restore_seconds + digest_seconds, 3),
             "digested_rows": sum(count for count, _ in digests.values()), "relations": len(digests)}
 
 
@@ -128,7 +150,7 @@ def note(floor: dict[str, Any], load_seconds: float | None = None) -> str:
     """The floor's row note in bench/run.py's table."""
     text = (f"pg_restore -j{floor['jobs']} {floor['restore_seconds']:.1f} s + lock digests "
             f"{floor['digest_seconds']:.1f} s ({floor['digested_rows']:,} rows, {floor['relations']} relations); "
-            f"dump {floor['dump_bytes'] / 2**30:.1f} GiB, untimed")
+            f"dump {floor['dump_bytes'] / 2**20:,.0f} MiB, untimed")
     if load_seconds:
         text += f"; load / floor {load_seconds / floor['floor_seconds']:.2f}"
     return text

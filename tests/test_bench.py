@@ -5,12 +5,13 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import psycopg
 import pytest
 
 import core
-from bench import market
+from bench import market, restore_floor
 from core import db, lock
 from core.ops import loader, migrate
 from core.status import collect
@@ -121,3 +122,28 @@ def test_page_views_reuse_the_load_proof_until_a_write_shows(tiny_db: str, serve
             break
         time.sleep(0.2)
     assert state.state == lock.BROKEN
+
+
+def test_the_load_floor_restores_the_very_content_the_load_locked(tiny_db: str, server: PgServer,
+                                                                  tmp_path: Path) -> None:
+    """bench/restore_floor.py: pg_restore of the loaded database into an empty one, then the lock digests,
+    which must be the ones the load recorded; the floor database and the dump are gone afterwards."""
+    bench_server = market.BenchServer(server.admin)
+    floor = restore_floor.measure("test", server=bench_server, source=tiny_db, work_dir=tmp_path)
+    with psycopg.connect(server.conninfo(tiny_db), autocommit=True) as conn:
+        recorded = conn.execute("SELECT count(*) FROM lock_record WHERE digest IS NOT NULL").fetchone()[0]
+    assert floor["relations"] == recorded and floor["digested_rows"] > 0
+    assert floor["restore_seconds"] > 0 and floor["digest_seconds"] > 0 and floor["dump_bytes"] > 0
+    assert not bench_server.exists(restore_floor.floor_database("test")) and list(tmp_path.iterdir()) == []
+    assert "load / floor" in restore_floor.note(floor, load_seconds=2 * floor["floor_seconds"])
+
+
+def test_the_load_floor_refuses_a_restore_that_differs_from_the_lock(tiny_db: str, server: PgServer,
+                                                                     tmp_path: Path) -> None:
+    """A floor that does not hold the locked content floors nothing: a changed row fails the measurement."""
+    with psycopg.connect(server.conninfo(tiny_db), autocommit=True) as conn:
+        conn.execute("SET session_replication_role = replica")  # superuser bypass of the lock triggers
+        conn.execute("UPDATE amount_fact SET value_text = '9억원' WHERE amount_id = "
+                     "(SELECT amount_id FROM amount_fact WHERE status = 'CONFIRMED' ORDER BY amount_id LIMIT 1)")
+    with pytest.raises(SystemExit, match="amount_fact"):
+        restore_floor.measure("test", server=market.BenchServer(server.admin), source=tiny_db, work_dir=tmp_path)
