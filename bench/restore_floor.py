@@ -26,7 +26,6 @@ import argparse
 import json
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -44,34 +43,14 @@ def floor_database(size: str) -> str:
     return bench_database(f"floor_{size}")
 
 
-def _client(program: str, server: BenchServer) -> Path:
-    import psycopg
+def _run(program: Path, args: list[str], server: BenchServer, database: str) -> None:
+    """The backup module's own runner (conninfo without the password, PGPASSWORD in the child's env)."""
+    from core.ops.backup.client import BackupError, _run_client
 
-    from core.ops.backup.client import client_program
-
-    with psycopg.connect(server.conninfo(), autocommit=True) as conn:
-        major = int(conn.execute("SHOW server_version_num").fetchone()[0]) // 10000
-    return client_program(program, major)
-
-
-def _libpq_args(server: BenchServer, database: str) -> list[str]:
-    url = server.url(database)
-    args = ["--username", str(url.username), "--dbname", database]
-    host = url.query.get("host") or url.host
-    if host:
-        args += ["--host", str(host)]
-    if url.port:
-        args += ["--port", str(url.port)]
-    return args
-
-
-def _run(command: list[str], server: BenchServer) -> None:
-    env = dict(os.environ)
-    if server.admin.password:
-        env["PGPASSWORD"] = server.admin.password
-    done = subprocess.run(command, capture_output=True, text=True, env=env)
-    if done.returncode != 0:
-        raise SystemExit(f"{Path(command[0]).name} failed ({done.returncode}): {done.stderr.strip()[-2000:]}")
+    try:
+        _run_client(program, args, server.url(database), program.name)
+    except BackupError as error:
+        raise SystemExit(str(error)) from None
 
 
 def _digests(server: BenchServer, database: str) -> dict[str, tuple[int, str]]:
@@ -114,22 +93,24 @@ def measure(size: str, server: BenchServer | None = None, source: str | None = N
         raise SystemExit(f"{source} does not exist: run `python bench/market.py --size {size}` first")
     recorded = _recorded(server, source)
     jobs = os.cpu_count() or 1
-    pg_dump, pg_restore = _client("pg_dump", server), _client("pg_restore", server)
+    from core.ops.backup.client import _server_major, client_program
+
+    major = _server_major(server.url(source))[0]
+    pg_dump, pg_restore = client_program("pg_dump", major), client_program("pg_restore", major)
     work_dir = work_dir or BENCH_DATA_DIR  # the bench's disk, not /tmp's
     work_dir.mkdir(parents=True, exist_ok=True)
     folder = Path(tempfile.mkdtemp(prefix="floor-", dir=work_dir))
     dump = folder / "dump"
     try:
         started = time.perf_counter()
-        _run([str(pg_dump), *_libpq_args(server, source), "--format=directory", "--compress=0", f"--jobs={jobs}",
-              "--file", str(dump)], server)
+        _run(pg_dump, ["--format=directory", "--compress=0", f"--jobs={jobs}", "--file", str(dump)], server, source)
         dump_seconds = time.perf_counter() - started
         dump_bytes = sum(path.stat().st_size for path in dump.iterdir())
         server.drop(target)
         server.create(target)
         started = time.perf_counter()
-        _run([str(pg_restore), *_libpq_args(server, target), f"--jobs={jobs}", "--disable-triggers", "--no-owner",
-              "--exit-on-error", str(dump)], server)
+        _run(pg_restore, [f"--jobs={jobs}", "--disable-triggers", "--no-owner", "--exit-on-error", str(dump)],
+             server, target)
         restore_seconds = time.perf_counter() - started
         started = time.perf_counter()
         digests = _digests(server, target)
